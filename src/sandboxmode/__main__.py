@@ -1,0 +1,5 @@
+import sys
+
+from sandboxmode.cli import main
+
+sys.exit(main())

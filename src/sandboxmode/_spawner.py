@@ -1,0 +1,319 @@
+"""The host's handle on its zygote (the fork server in ``_zygote.py``).
+
+Kept apart from ``_zygote.py`` so that the zygote never imports threading or subprocess:
+a fork server must stay small and single-threaded.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from sandboxmode._errors import SandboxError, SandboxUnavailable
+from sandboxmode._outcome import Outcome, Status
+from sandboxmode._wire import codec
+from sandboxmode.policy import Policy
+from sandboxmode._zygote import BOOT, MAX_MSG, pack, unpack
+
+__all__ = ["ZygoteHandle"]
+
+
+class ZygoteHandle:
+    """The host's end of one zygote. Thread-safe: one request at a time, under a lock.
+
+    Owns: the control socket and the zygote's Popen (reaped in ``close``).
+    """
+
+    def __init__(self, namespaces: bool = True) -> None:
+        self.namespaces = namespaces
+        self.lock = threading.Lock()
+        self.ctl: socket.socket | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.features: dict[str, Any] = {}
+        self.imported: set[str] = set()
+        self.generation = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure_running(self) -> None:
+        """Start the zygote, or restart it if it died. Caller holds no lock."""
+        with self.lock:
+            if self.alive():
+                return
+            self._close_locked()
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            boot = json.dumps({"path": [p for p in sys.path if isinstance(p, str)],
+                               "namespaces": self.namespaces})
+            # -I: isolated mode (no PYTHON* variables, no user site, no cwd on the path);
+            # env={}: no host environment variable ever reaches a sandbox.
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", BOOT, str(child.fileno()), boot],
+                env={}, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
+                cwd="/", close_fds=True)
+        except OSError as e:
+            host.close()
+            child.close()
+            raise SandboxUnavailable(f"cannot start the zygote: {e}",
+                                     {"feature": "zygote"}) from e
+        child.close()
+        self.ctl = host
+        try:
+            reply = self._request_locked(None, timeout=60.0)
+        except BaseException:
+            self._close_locked()
+            raise
+        if not reply.get("ok"):
+            self._close_locked()
+            raise SandboxUnavailable(str(reply.get("error")), {"feature": "zygote"})
+        self.features = reply["features"]
+        self.imported = set()
+        self.generation += 1
+
+    def close(self) -> None:
+        with self.lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self.ctl is not None:
+            self.ctl.close()  # EOF: the zygote exits by itself
+            self.ctl = None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    # -- requests ----------------------------------------------------------------------
+
+    def _request_locked(self, msg: dict[str, Any] | None, fds: tuple[int, ...] = (),
+                        timeout: float | None = 30.0, reply: bool = True) -> dict[str, Any]:
+        ctl = self.ctl
+        if ctl is None:
+            raise SandboxError("zygote is not running")
+        try:
+            if msg is not None:
+                if fds:
+                    socket.send_fds(ctl, [pack(msg)], list(fds))
+                else:
+                    ctl.send(pack(msg))
+            if not reply:
+                return {}
+            ctl.settimeout(timeout)
+            try:
+                data = ctl.recv(MAX_MSG)
+            finally:
+                ctl.settimeout(None)
+            return unpack(data)
+        except (OSError, EOFError, ValueError) as e:
+            # The zygote died or spoke garbage: it is no longer usable.
+            self._close_locked()
+            if isinstance(e, OSError) and e.errno == errno.EMFILE:
+                raise
+            raise SandboxError(f"zygote failed: {e}", {"component": "zygote"}) from e
+
+    def request(self, msg: dict[str, Any], fds: tuple[int, ...] = (),
+                reply: bool = True) -> dict[str, Any]:
+        with self.lock:
+            return self._request_locked(msg, fds, reply=reply)
+
+    def ensure_imported(self, modules: list[str]) -> None:
+        """Import modules in the zygote (trusted host code) before forking sandboxes."""
+        with self.lock:
+            need = [m for m in modules if m not in self.imported]
+            if not need:
+                return
+            reply = self._request_locked({"op": "import", "modules": need})
+            if not reply.get("ok"):
+                raise SandboxError(f"cannot import {need} in the sandbox: {reply.get('error')}",
+                                   {"modules": need})
+            self.imported.update(need)
+
+    def spawn(self, channel_fd: int, policy: dict[str, Any], oneshot: bool,
+              inject_failure: str | None = None) -> int:
+        with self.lock:
+            reply = self._request_locked(
+                {"op": "spawn", "policy": policy, "oneshot": oneshot,
+                 "inject_failure": inject_failure}, (channel_fd,))
+        if not reply.get("ok"):
+            raise SandboxUnavailable(f"cannot create a sandbox: {reply.get('error')}",
+                                     {"feature": "spawn"})
+        return int(reply["pid"])
+
+    def reap(self, pid: int) -> int | None:
+        """Exit status of a dead child (blocks until it is dead: call after its pidfd fired)."""
+        try:
+            reply = self.request({"op": "reap", "pid": pid})
+        except SandboxError:
+            return None
+        return int(reply["status"]) if reply.get("ok") else None
+
+    def forget(self, pid: int) -> None:
+        """Let the zygote reap this child whenever it exits; nobody needs its status."""
+        try:
+            self.request({"op": "forget", "pid": pid}, reply=False)
+        except SandboxError:
+            pass
+
+
+
+# ======================================================================================
+# Zygotes per process, spares, and the strong backend.
+
+_registry_lock = threading.Lock()
+_zygotes: dict[bool, ZygoteHandle] = {}
+
+
+def zygote_for(policy: Policy) -> ZygoteHandle:
+    """The (running) zygote for this policy: one with namespaces, one without."""
+    ns = not policy.unsafe_no_namespaces
+    with _registry_lock:
+        zh = _zygotes.get(ns)
+        if zh is None:
+            zh = _zygotes[ns] = ZygoteHandle(namespaces=ns)
+    zh.ensure_running()
+    return zh
+
+
+def strong_available(policy: Policy) -> list[str]:
+    """What strong isolation lacks on this machine for this policy ([] = available)."""
+    try:
+        zh = zygote_for(policy)
+    except SandboxError as e:
+        return [f"a working zygote ({e})"]
+    f = zh.features
+    missing = []
+    if not f.get("seccomp") and not policy.unsafe_no_seccomp:
+        missing.append("seccomp filter (libseccomp): " + str(f.get("errors", {}).get("seccomp", "")))
+    if not f.get("landlock_abi") and not f.get("empty_root"):
+        missing.append("filesystem isolation (Landlock or user+mount namespaces)")
+    return missing
+
+
+def shutdown() -> None:
+    """Stop every zygote (and so every sandbox) of this process."""
+    with _registry_lock:
+        handles = list(_zygotes.values())
+        _zygotes.clear()
+    for zh in handles:
+        zh.close()
+
+
+def _after_fork_in_child() -> None:
+    # A forked host child must not talk over its parent's control sockets.
+    for zh in _zygotes.values():
+        if zh.ctl is not None:
+            zh.ctl.close()
+        zh.ctl = None
+        zh.proc = None
+    _zygotes.clear()
+
+
+atexit.register(shutdown)
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class StrongBackend:
+    """Strong isolation for one `Sandbox`: owns at most one live `Proc` at a time."""
+
+    def __init__(self, policy: Policy, max_calls: int | None) -> None:
+        self.policy = policy
+        self.max_calls = max_calls
+        self.oneshot = max_calls == 1
+        self.proc: Any = None
+        self.pending: list[Any] | None = None
+        self.limits = codec.Limits(max_bytes=policy.max_result_bytes,
+                                   max_depth=policy.max_depth, max_items=policy.max_items)
+        self.inject_failure: str | None = None  # tests: fail this lockdown step
+        self._cancel_lock = threading.Lock()
+
+    def _proc(self, zh: ZygoteHandle) -> Any:
+        from sandboxmode._strong import spawn_proc
+
+        p = self.proc
+        if p is not None and (p.generation != zh.generation or p.pidfd is None):
+            p.close()
+            self.proc = p = None
+        if p is None:
+            p = self.proc = spawn_proc(zh, self.policy, self.oneshot, self.inject_failure)
+        return p
+
+    def call(self, f: Any, args: tuple[Any, ...], kwargs: dict[str, Any], owner: int,
+             outcome: Outcome, timeout: float | None) -> Any:
+        from sandboxmode._buffers import CallBuffers
+        from sandboxmode._sandbox import _target_ref, pickle_args
+        from sandboxmode._strong import supervise
+
+        module, qualname, _raw = _target_ref(f)
+        args_bytes, handles = pickle_args(args, kwargs, owner)
+        zh = zygote_for(self.policy)
+        zh.ensure_imported([module, *self.policy.preload])
+        bufs = CallBuffers(handles)
+        proc = None
+        try:
+            proc = self._proc(zh)
+            frame = pickle.dumps({"module": module, "qualname": qualname, "args": args_bytes,
+                                  "buffers": bufs.spec()}, protocol=pickle.HIGHEST_PROTOCOL)
+            result = supervise(proc, frame, bufs.fds, self.policy, outcome, self.limits,
+                               timeout)
+            bufs.release_sent()
+            if outcome.status is Status.OK:
+                try:
+                    self.pending = bufs.read_outputs()
+                except OSError as e:
+                    outcome.status = None
+                    outcome.decide(Status.PROTOCOL, f"output buffers unreadable: {e}")
+            return result
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, a host error): the process must not go on.
+            if proc is not None:
+                proc.close()
+                self.proc = None
+            raise
+        finally:
+            bufs.close()
+            p = self.proc
+            if p is not None and (p.pidfd is None or p.oneshot
+                                  or (self.max_calls is not None and p.calls >= self.max_calls)):
+                p.close()
+                self.proc = None
+
+    def commit(self) -> None:
+        from sandboxmode._buffers import CallBuffers
+
+        pending, self.pending = self.pending, None
+        if pending:
+            CallBuffers.copy_back(pending)
+
+    def discard(self) -> None:
+        self.pending = None
+
+    def broken(self) -> None:
+        if self.proc is not None:
+            self.proc.close()
+            self.proc = None
+
+    def cancel(self) -> None:
+        p = self.proc
+        if p is not None:
+            p.kill()
+
+    def close(self) -> None:
+        self.pending = None
+        self.broken()

@@ -1,0 +1,339 @@
+"""Strong isolation: one locked-down process per sandbox, supervised by the host.
+
+::
+
+    Sandbox.call ─> Proc (spare from the zygote, already locked down and READY)
+                     │  CALL frame (pickled by the host) + memfds (SCM_RIGHTS)
+                     ▼
+       supervise(): poll [channel, seccomp listener, pidfd] until a verdict:
+         RESULT / ERROR / FAULT frame   -> decode with the bounded codec (never unpickle)
+         seccomp notification           -> PolicyViolation (syscall, args), answered EPERM
+         pidfd readable (process died)  -> status from the zygote -> SandboxFault / timeout
+         deadline                       -> SIGKILL via pidfd -> SandboxTimeout
+
+Ownership (invariant 3): a `Proc` owns its channel socket, pidfd and listener fd and
+releases them in ``close()`` on every path; the zygote, its parent, reaps the process when
+``close()`` tells it to ("forget"), or at once ("reap") when the status is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import time
+from typing import Any
+
+from sandboxmode._errors import SandboxError, SandboxUnavailable
+from sandboxmode._lockdown import notify as seccomp_notify
+from sandboxmode._outcome import Outcome, Status, clip, describe_status, signal_name
+from sandboxmode._spawner import ZygoteHandle
+from sandboxmode._wire import codec
+from sandboxmode._wire.frame import FrameKind, recv_frame, send_frame
+from sandboxmode.policy import Policy
+
+__all__ = ["Proc", "spawn_proc", "supervise"]
+
+#: How long a new sandbox may take to lock down and say READY.
+READY_TIMEOUT = 30.0
+#: After a violation or fault report, how long to wait for the child's traceback.
+GRACE = 2.0
+
+
+class Proc:
+    """One sandbox process. See the module docstring for ownership."""
+
+    def __init__(self, zh: ZygoteHandle, pid: int, sock: socket.socket, pidfd: int,
+                 oneshot: bool) -> None:
+        self.zh = zh
+        self.pid = pid
+        self.sock: socket.socket | None = sock
+        self.pidfd: int | None = pidfd
+        self.listener: int | None = None
+        self.oneshot = oneshot
+        self.generation = zh.generation
+        self.calls = 0
+        self.status: int | None = None
+
+    def fds(self) -> list[int]:
+        out = [fd for fd in (self.pidfd, self.listener) if fd is not None]
+        if self.sock is not None:
+            out.append(self.sock.fileno())
+        return out
+
+    def exited(self) -> bool:
+        if self.pidfd is None:
+            return True
+        r, _, _ = select.select([self.pidfd], [], [], 0)
+        return bool(r)
+
+    def kill(self) -> None:
+        if self.pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def wait_status(self) -> int | None:
+        """Kill if needed, wait for death, and get the exit status from the zygote."""
+        if self.status is None and self.pidfd is not None:
+            if not self.exited():
+                self.kill()
+                select.select([self.pidfd], [], [])
+            self.status = self.zh.reap(self.pid)
+            self._close_fds()
+        return self.status
+
+    def close(self) -> None:
+        """Release everything; the process is killed unless it already exited."""
+        if self.pidfd is None:
+            return
+        if not self.oneshot or self.calls == 0:
+            self.kill()
+        self._close_fds()
+        self.zh.forget(self.pid)
+
+    def _close_fds(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.listener is not None:
+            os.close(self.listener)
+            self.listener = None
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
+def spawn_proc(zh: ZygoteHandle, policy: Policy, oneshot: bool,
+               inject_failure: str | None = None) -> Proc:
+    """Fork a sandbox from the zygote and wait until it is locked down (READY).
+
+    Raises:
+        SandboxUnavailable: a lockdown step failed (evidence names it) or the process died.
+    """
+    host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = zh.spawn(child.fileno(), policy.to_wire(), oneshot, inject_failure)
+    except BaseException:
+        host.close()
+        raise
+    finally:
+        child.close()
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        host.close()
+        zh.forget(pid)
+        raise
+    proc = Proc(zh, pid, host, pidfd, oneshot)
+    try:
+        _await_ready(proc)
+    except BaseException:
+        proc.wait_status()
+        proc.close()
+        raise
+    return proc
+
+
+def _await_ready(proc: Proc) -> None:
+    assert proc.sock is not None and proc.pidfd is not None
+    deadline = time.monotonic() + READY_TIMEOUT
+    r, _, _ = select.select([proc.sock, proc.pidfd], [], [], READY_TIMEOUT)
+    if proc.sock not in r:
+        if proc.pidfd in r:
+            reason, ev = describe_status(proc.wait_status() or 0)
+            raise SandboxUnavailable(f"sandbox process died before it was ready: {reason}",
+                                     {"feature": "lockdown", **ev})
+        raise SandboxUnavailable("sandbox process did not become ready", {"feature": "lockdown"})
+    proc.sock.settimeout(max(0.001, deadline - time.monotonic()))
+    try:
+        kind, payload, fds = recv_frame(proc.sock, 1 << 16, 1)
+    except (OSError, SandboxError) as e:
+        raise SandboxUnavailable(f"sandbox process failed before it was ready: {e}",
+                                 {"feature": "lockdown"}) from e
+    finally:
+        proc.sock.settimeout(None)
+    if kind == FrameKind.READY:
+        if fds:
+            proc.listener = fds[0]
+        return
+    for fd in fds:
+        os.close(fd)
+    info: Any = None
+    try:
+        info = codec.decode(payload)
+    except SandboxError:
+        pass
+    step = info.get("step", "?") if isinstance(info, dict) else "?"
+    message = info.get("message", "") if isinstance(info, dict) else ""
+    raise SandboxUnavailable(
+        f"sandbox lockdown failed at step {clip(step, 64)!r}: {clip(message, 500)}; "
+        "the target did not run", {"feature": "lockdown", "step": clip(step, 64)})
+
+
+def supervise(proc: Proc, call_frame: bytes, fds: list[int], policy: Policy,
+              outcome: Outcome, limits: codec.Limits, timeout: float | None) -> Any:
+    """Send one call and watch the process until a verdict. Returns the decoded result
+    when ``outcome`` ends OK; otherwise ``outcome`` holds the verdict.
+    """
+    assert proc.sock is not None and proc.pidfd is not None
+    sock, pidfd, listener = proc.sock, proc.pidfd, proc.listener
+    proc.calls += 1
+    try:
+        send_frame(sock, FrameKind.CALL, call_frame, fds)
+    except OSError as e:
+        # The process died before it could take the call.
+        _died(proc, outcome, f"before the call was delivered ({e})")
+        return None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    watch: list[Any] = [sock, pidfd] + ([listener] if listener is not None else [])
+    result: Any = None
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            outcome.decide(Status.TIMEOUT, f"wall-clock timeout: the call took longer than "
+                           f"{timeout} s", limit="timeout", seconds=timeout)
+            proc.wait_status()
+            return None
+        r, _, _ = select.select(watch, [], [], remaining)
+        if listener is not None and listener in r:
+            _on_notification(listener, outcome)
+            if deadline is None or deadline - time.monotonic() > GRACE:
+                deadline = time.monotonic() + GRACE  # a traceback may follow; not forever
+            continue
+        if sock in r:
+            sock.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
+            try:
+                kind, payload, rfds = recv_frame(sock, policy.max_result_bytes + 4096, 0)
+            except TimeoutError:
+                continue  # the deadline check above decides
+            except EOFError:
+                _died(proc, outcome, "")
+                return None
+            except SandboxError as e:  # malformed frame, oversized, fds attached...
+                if not proc.exited() or isinstance(e, type(e)):
+                    pass
+                if _is_eof(e):
+                    _died(proc, outcome, "")
+                    return None
+                outcome.decide(Status.PROTOCOL, f"malformed frame from the sandbox: {e}",
+                               **e.evidence)
+                proc.wait_status()
+                return None
+            except OSError as e:
+                _died(proc, outcome, f"({e})")
+                return None
+            finally:
+                if proc.sock is not None:
+                    sock.settimeout(None)
+            for fd in rfds:  # pragma: no cover - recv_frame refuses fds already
+                os.close(fd)
+            result = _on_frame(kind, payload, outcome, limits)
+            if outcome.decided:
+                if outcome.status not in (Status.OK, Status.TARGET_ERROR) or proc.oneshot:
+                    if outcome.status is not Status.OK and outcome.status is not Status.TARGET_ERROR:
+                        proc.wait_status()
+                return result
+            continue
+        if pidfd in r:
+            # Drain what it said before dying (a result sent just before os._exit counts).
+            rr, _, _ = select.select([sock], [], [], 0)
+            if rr:
+                watch = [sock]
+                continue
+            _died(proc, outcome, "")
+            return None
+
+
+def _is_eof(e: SandboxError) -> bool:
+    return type(e).__name__ == "ChannelClosed" or bool(e.evidence.get("eof"))
+
+
+def _on_notification(listener: int, outcome: Outcome) -> None:
+    try:
+        n = seccomp_notify.recv_notification(listener)
+    except OSError:
+        return  # the process died meanwhile (ENOENT): pidfd will tell
+    if n is None:
+        return
+    name = seccomp_notify.syscall_name(n.nr, n.arch)
+    args = [hex(a) for a in n.args]
+    outcome.decide(Status.VIOLATION,
+                   f"forbidden system call {name}({', '.join(args)}) "
+                   "refused by the sandbox policy", syscall=name, nr=n.nr,
+                   args=list(n.args), arch=n.arch)
+    try:
+        seccomp_notify.respond(listener, n.id, -1)  # EPERM: Python raises PermissionError
+    except OSError:
+        pass
+
+
+def _on_frame(kind: int, payload: bytes, outcome: Outcome, limits: codec.Limits) -> Any:
+    try:
+        body = codec.decode(payload, limits)
+    except SandboxError as e:
+        outcome.decide(Status.PROTOCOL, f"sandbox output rejected: {e}", **e.evidence)
+        return None
+    if kind == FrameKind.RESULT:
+        outcome.decide(Status.OK, "ok")
+        return body
+    if not isinstance(body, dict):
+        outcome.decide(Status.PROTOCOL, f"unexpected {FrameKind(kind).name} frame body")
+        return None
+    tb = clip(body.get("traceback", ""))
+    if kind == FrameKind.ERROR:
+        if outcome.decided:
+            outcome.add(traceback=tb, python_exception=clip(body.get("type"), 200))
+            return None
+        outcome.decide(Status.TARGET_ERROR,
+                       f"{clip(body.get('type'), 200)}: {clip(body.get('message'), 2000)}",
+                       type=clip(body.get("type"), 200), message=clip(body.get("message")),
+                       traceback=tb)
+        return None
+    if kind == FrameKind.FAULT:
+        fk = body.get("kind")
+        msg = clip(body.get("message", ""), 2000)
+        status = {"memory": Status.MEMORY, "recursion": Status.FAULT,
+                  "import": Status.VIOLATION, "protocol": Status.PROTOCOL,
+                  "call": Status.PROTOCOL}.get(fk if isinstance(fk, str) else "", Status.FAULT)
+        ev: dict[str, Any] = {"kind": clip(fk, 64), "traceback": tb}
+        if fk == "import":
+            ev["module"] = clip(body.get("module"), 200)
+        if fk == "memory":
+            ev["limit"] = "memory"
+        if outcome.decided:
+            outcome.add(traceback=tb)
+        else:
+            outcome.decide(status, msg, **ev)
+        return None
+    outcome.decide(Status.PROTOCOL, f"unexpected frame kind {kind} from the sandbox")
+    return None
+
+
+def _died(proc: Proc, outcome: Outcome, detail: str) -> None:
+    status = proc.wait_status()
+    if status is None:
+        outcome.decide(Status.FAULT, f"sandbox process lost {detail}".strip(),
+                       reason="lost")
+        return
+    reason, ev = describe_status(status)
+    sig = ev.get("signal")
+    if sig == signal.SIGXCPU:
+        outcome.decide(Status.TIMEOUT, f"CPU time limit reached: {reason}", limit="cpu", **ev)
+    elif sig == signal.SIGSYS:
+        outcome.decide(Status.VIOLATION, f"forbidden system call: {reason}", **ev)
+    elif sig == signal.SIGKILL and not outcome.decided:
+        outcome.decide(Status.FAULT, f"sandbox process {reason} (not by the sandbox: "
+                       "the kernel's OOM killer, a CPU hard limit or another process)", **ev)
+    elif sig is not None:
+        what = {signal.SIGSEGV: "invalid memory access or stack overflow",
+                signal.SIGBUS: "bus error", signal.SIGILL: "illegal instruction",
+                signal.SIGFPE: "arithmetic fault", signal.SIGABRT: "abort()"}.get(sig, "")
+        outcome.decide(Status.FAULT, f"sandboxed code crashed: {reason}"
+                       + (f" ({what})" if what else ""), **ev)
+    else:
+        outcome.decide(Status.FAULT, f"sandbox process {reason} without returning a result "
+                       "(os._exit or exit inside the sandbox)", **ev)
+    _ = signal_name
