@@ -47,8 +47,10 @@ bytes each) plus a bounded Python object overhead per item (at most `Limits.max_
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from itertools import chain, islice
+from typing import Any, Final, cast
 
 import msgpack  # type: ignore[import-untyped]  # msgpack ships no type information
 
@@ -142,6 +144,9 @@ def _int_nbytes(value: int) -> int:
 _PathNode = tuple["_PathNode | None", object, bool]
 
 
+_Container = list[object] | tuple[object, ...] | dict[object, object]
+
+
 def _render_path(root: str, node: _PathNode | None) -> str:
     """Render a path such as ``result[3]['x']<key 0>[1]`` from a chain of path nodes."""
     parts: list[str] = []
@@ -152,11 +157,42 @@ def _render_path(root: str, node: _PathNode | None) -> str:
         else:
             parts.append(f"[{step!r}]")
         node = parent
-    return root + "".join(reversed(parts))
+    parts.reverse()
+    if len(parts) > 16:  # a reference cycle, say
+        parts[8:-7] = [f"...{len(parts) - 15} more..."]
+    return root + "".join(parts)
+
+
+def _scalar_problem(obj: object, limits: Limits) -> TypeError | ValueError | None:
+    """Return what is wrong with a value that is not a container (without its path), or None."""
+    kind = type(obj)
+    if kind in _PLAIN_SCALARS:
+        return None
+    if isinstance(obj, int) and kind is int:
+        if _INT_MIN <= obj < _INT_END or _int_nbytes(obj) <= limits.max_int_bytes:
+            return None
+        return ValueError(
+            f"integer of {_int_nbytes(obj)} bytes exceeds max_int_bytes ({limits.max_int_bytes})"
+        )
+    if isinstance(obj, str) and kind is str:
+        try:
+            size = len(obj.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            return ValueError(f"str is not valid Unicode (lone surrogate at index {exc.start})")
+        if size > limits.max_str:
+            return ValueError(f"str of {size} UTF-8 bytes exceeds max_str ({limits.max_str})")
+        return None
+    if isinstance(obj, bytes) and kind is bytes:
+        if len(obj) > limits.max_bin:
+            return ValueError(f"bytes of length {len(obj)} exceeds max_bin ({limits.max_bin})")
+        return None
+    return TypeError(f"type {kind.__qualname__} is not plain data")
 
 
 def _check_plain(value: object, limits: Limits, root: str) -> None:
     """Check that `value` is plain data within `limits`, in one iterative pass.
+
+    Counts items and depth exactly as `decode` does, so both accept the same values.
 
     Args:
         value: the value to check.
@@ -171,77 +207,63 @@ def _check_plain(value: object, limits: Limits, root: str) -> None:
     max_items = limits.max_items
     max_str = limits.max_str
     max_bin = limits.max_bin
-    max_int_bytes = limits.max_int_bytes
-    items = 0
+    int_min = _INT_MIN
+    int_end = _INT_END
+    scalars = _PLAIN_SCALARS
+    if type(value) not in (list, tuple, dict):
+        problem = _scalar_problem(value, limits)
+        if problem is not None:
+            raise type(problem)(f"{root}: {problem}")
+        return
+    items = 1
     # Containers still to visit: (container, its depth, its path).
-    stack: list[tuple[object, int, _PathNode | None]] = []
-
-    def scalar_or_push(obj: object, depth: int, path: _PathNode | None) -> None:
-        """Check one value: scalars right away, containers pushed on the stack."""
-        nonlocal items
-        items += 1
+    stack: list[tuple[_Container, int, _PathNode | None]] = [(cast(_Container, value), 1, None)]
+    while stack:
+        obj, depth, path = stack.pop()
+        is_dict = type(obj) is dict
+        items += 2 * len(obj) if is_dict else len(obj)
         if items > max_items:
             raise ValueError(
                 f"{_render_path(root, path)}: more than max_items ({max_items}) values"
             )
-        kind = type(obj)
-        if kind in _PLAIN_SCALARS:
-            return
-        if kind is int:
-            assert isinstance(obj, int)
-            if not _INT_MIN <= obj < _INT_END and _int_nbytes(obj) > max_int_bytes:
-                raise ValueError(
-                    f"{_render_path(root, path)}: integer of {_int_nbytes(obj)} bytes "
-                    f"exceeds max_int_bytes ({max_int_bytes})"
-                )
-        elif kind is str:
-            assert isinstance(obj, str)
-            if obj.isascii():
-                size = len(obj)
-            else:
-                try:
-                    size = len(obj.encode("utf-8"))
-                except UnicodeEncodeError as exc:
+        # A dict's children are key, value, key, value...
+        children: Iterable[Any] = chain.from_iterable(obj.items()) if isinstance(obj, dict) else obj
+        for index, item in enumerate(children):
+            kind = type(item)
+            # The common cases first, inline; anything else gets a closer look.
+            if kind is int:
+                if int_min <= item < int_end:
+                    continue
+            elif kind is str:
+                if len(item) <= max_str and item.isascii():
+                    continue
+            elif kind in scalars:
+                continue
+            elif kind is bytes:
+                if len(item) <= max_bin:
+                    continue
+            elif kind is list or kind is tuple or kind is dict:
+                if depth >= max_depth:
                     raise ValueError(
-                        f"{_render_path(root, path)}: str is not valid Unicode "
-                        f"(lone surrogate at index {exc.start})"
-                    ) from None
-            if size > max_str:
-                raise ValueError(
-                    f"{_render_path(root, path)}: str of {size} UTF-8 bytes exceeds "
-                    f"max_str ({max_str})"
-                )
-        elif kind is bytes:
-            assert isinstance(obj, bytes)
-            if len(obj) > max_bin:
-                raise ValueError(
-                    f"{_render_path(root, path)}: bytes of length {len(obj)} exceeds "
-                    f"max_bin ({max_bin})"
-                )
-        elif kind is list or kind is tuple or kind is dict:
-            if depth > max_depth:
-                raise ValueError(
-                    f"{_render_path(root, path)}: nesting deeper than max_depth ({max_depth})"
-                    " (a reference cycle?)"
-                )
-            stack.append((obj, depth, path))
-        else:
-            raise TypeError(
-                f"{_render_path(root, path)}: type {kind.__qualname__} is not plain data"
-            )
+                        f"{_render_path(root, _child_path(obj, path, index))}: nesting deeper "
+                        f"than max_depth ({max_depth}) (a reference cycle?)"
+                    )
+                stack.append((item, depth + 1, _child_path(obj, path, index)))
+                continue
+            problem = _scalar_problem(item, limits)
+            if problem is not None:
+                where = _render_path(root, _child_path(obj, path, index))
+                raise type(problem)(f"{where}: {problem}")
 
-    scalar_or_push(value, 1, None)
-    while stack:
-        obj, depth, path = stack.pop()
-        if type(obj) is dict:
-            assert isinstance(obj, dict)
-            for key_index, (key, item) in enumerate(obj.items()):
-                scalar_or_push(key, depth + 1, (path, key_index, True))
-                scalar_or_push(item, depth + 1, (path, key, False))
-        else:
-            assert isinstance(obj, list | tuple)
-            for index, item in enumerate(obj):
-                scalar_or_push(item, depth + 1, (path, index, False))
+
+def _child_path(container: _Container, path: _PathNode | None, index: int) -> _PathNode:
+    """Return the path of child number `index` (keys and values alternate in a dict)."""
+    if isinstance(container, dict):
+        number, is_value = divmod(index, 2)
+        if is_value:
+            return (path, next(islice(iter(container), number, None)), False)
+        return (path, number, True)
+    return (path, index, False)
 
 
 def _pack_default(obj: object) -> object:
@@ -404,92 +426,106 @@ def _scan(data: bytes | memoryview, limits: Limits) -> None:
     try:
         while True:
             byte = data[pos]  # IndexError: truncated
-            if byte < 0x80 or byte >= 0xE0:  # fixint
+            if byte < 0x80 or byte >= 0xE0:  # positive or negative fixint
                 pos += 1
             elif 0xA0 <= byte < 0xC0:  # fixstr
                 length = byte & 0x1F
                 if length > max_str:
-                    raise _Reject(f"str of length {length} exceeds max_str ({max_str})")
+                    raise _Reject(f"str of length {length} exceeds max_str ({max_str})", offset=pos)
                 pos += 1 + length
             else:
-                kind, arg = table[byte]
                 start = pos
-                if kind == _SCALAR:
-                    pos += arg
-                elif kind == _INVALID:
-                    raise _Reject(f"invalid msgpack byte 0x{byte:02x}", offset=pos)
+                if byte < 0xA0:  # fixmap, fixarray
+                    kind = _MAP if byte < 0x90 else _ARRAY
+                    length = byte & 0x0F
+                    pos += 1
+                elif byte == 0xC7 and data[pos + 1] == 0 and data[pos + 2] == EXT_TUPLE:
+                    # The tuple marker, as `encode` writes it (other spellings: below).
+                    if start != array_body:
+                        raise _Reject("misplaced tuple marker", offset=start)
+                    items -= 1
+                    pos += 3
+                    kind = _EXT
                 else:
-                    if arg >= 0:
-                        length = arg
-                        pos += 1
+                    kind, arg = table[byte]
+                    if kind == _SCALAR:
+                        pos += arg
+                    elif kind == _INVALID:
+                        raise _Reject(f"invalid msgpack byte 0x{byte:02x}", offset=pos)
                     else:
-                        pos += 1 - arg
-                        if pos > end:
-                            raise IndexError
-                        length = int.from_bytes(data[start + 1 : pos], "big")
-                    if kind in (_ARRAY, _MAP):
-                        if len(stack) >= max_depth:
-                            raise _Reject(
-                                f"nesting deeper than max_depth ({max_depth})",
-                                offset=start,
-                                limit=max_depth,
-                            )
-                        if length:
-                            if kind == _MAP:
-                                length *= 2
-                            if length > end - pos:
-                                raise _Reject(
-                                    f"container declares {length} slots but only "
-                                    f"{end - pos} bytes follow",
-                                    offset=start,
-                                )
-                            items += length
-                            # An array's own tuple marker, if any, is not an item.
-                            if items > max_items and not (
-                                items == max_items + 1
-                                and kind == _ARRAY
-                                and bytes(data[pos : pos + 6]).startswith(_MARKER_ENCODINGS)
-                            ):
-                                raise _Reject(
-                                    f"more than max_items ({max_items}) values",
-                                    offset=start,
-                                    limit=max_items,
-                                )
-                            if kind == _ARRAY:
-                                array_body = pos
-                            stack.append(top)
-                            top = length
-                            continue  # complete only once its slots are
-                    elif kind in (_STR, _BIN):
-                        limit = max_str if kind == _STR else max_bin
-                        if length > limit:
-                            what = "str" if kind == _STR else "bin"
-                            raise _Reject(
-                                f"{what} of length {length} exceeds max_{what} ({limit})",
-                                offset=start,
-                                length=length,
-                                limit=limit,
-                            )
-                        pos += length
-                    else:  # _EXT
-                        code = data[pos]  # IndexError: truncated
-                        pos += 1 + length
-                        if code == EXT_BIGINT:
-                            if not 9 <= length <= max_int_bytes:
-                                raise _Reject(
-                                    f"big integer of {length} bytes outside 9..max_int_bytes "
-                                    f"({max_int_bytes})",
-                                    offset=start,
-                                )
-                        elif code == EXT_TUPLE:
-                            if length or start != array_body:
-                                raise _Reject("misplaced or malformed tuple marker", offset=start)
-                            items -= 1
+                        if arg >= 0:
+                            length = arg
+                            pos += 1
                         else:
-                            signed = code - 256 if code >= 128 else code
+                            pos += 1 - arg
+                            if pos > end:
+                                raise IndexError
+                            length = int.from_bytes(data[start + 1 : pos], "big")
+                        if kind in (_STR, _BIN):
+                            limit = max_str if kind == _STR else max_bin
+                            if length > limit:
+                                what = "str" if kind == _STR else "bin"
+                                raise _Reject(
+                                    f"{what} of length {length} exceeds max_{what} ({limit})",
+                                    offset=start,
+                                    length=length,
+                                    limit=limit,
+                                )
+                            pos += length
+                        elif kind == _EXT:
+                            code = data[pos]  # IndexError: truncated
+                            pos += 1 + length
+                            if code == EXT_BIGINT:
+                                if not 9 <= length <= max_int_bytes:
+                                    raise _Reject(
+                                        f"big integer of {length} bytes outside "
+                                        f"9..max_int_bytes ({max_int_bytes})",
+                                        offset=start,
+                                    )
+                            elif code == EXT_TUPLE:
+                                if length or start != array_body:
+                                    raise _Reject(
+                                        "misplaced or malformed tuple marker", offset=start
+                                    )
+                                items -= 1
+                            else:
+                                signed = code - 256 if code >= 128 else code
+                                raise _Reject(
+                                    f"unknown msgpack ext type {signed}", offset=start, ext=signed
+                                )
+                if kind in (_ARRAY, _MAP):
+                    if len(stack) >= max_depth:
+                        raise _Reject(
+                            f"nesting deeper than max_depth ({max_depth})",
+                            offset=start,
+                            limit=max_depth,
+                        )
+                    if length:
+                        if kind == _MAP:
+                            length *= 2
+                        else:
+                            array_body = pos
+                        if length > end - pos:
                             raise _Reject(
-                                f"unknown msgpack ext type {signed}", offset=start, ext=signed
+                                f"container declares {length} slots but only "
+                                f"{end - pos} bytes follow",
+                                offset=start,
                             )
+                        items += length
+                        # An array's own tuple marker, if it has one, is not an item.
+                        if items > max_items and not (
+                            items == max_items + 1
+                            and kind == _ARRAY
+                            and bytes(data[pos : pos + 6]).startswith(_MARKER_ENCODINGS)
+                        ):
+                            raise _Reject(
+                                f"more than max_items ({max_items}) values",
+                                offset=start,
+                                limit=max_items,
+                            )
+                        stack.append(top)
+                        top = length
+                        continue  # complete only once its slots are
             # One object is complete: it fills a slot; a full container fills one above.
             top -= 1
             if top:
