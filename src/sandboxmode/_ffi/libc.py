@@ -223,7 +223,7 @@ SECBIT_KEEP_CAPS: Final = 1 << 4
 SECBIT_KEEP_CAPS_LOCKED: Final = 1 << 5
 SECBIT_NO_CAP_AMBIENT_RAISE: Final = 1 << 6
 SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: Final = 1 << 7
-_LINUX_CAPABILITY_VERSION_3: Final = 0x20080522
+LINUX_CAPABILITY_VERSION_3: Final = 0x20080522
 
 # mmap(2)
 PROT_NONE: Final = 0
@@ -395,9 +395,6 @@ class CapData(ctypes.Structure):
         ("permitted", ctypes.c_uint32),
         ("inheritable", ctypes.c_uint32),
     )
-
-
-LINUX_CAPABILITY_VERSION_3: Final = _LINUX_CAPABILITY_VERSION_3
 
 
 class LandlockRulesetAttr(ctypes.Structure):

@@ -1,0 +1,85 @@
+"""Capabilities: drop every one, for good (capabilities(7)).
+
+In the zygote's user namespace the child is uid 0 with a full capability set over that
+namespace (user_namespaces(7)). `drop_all` leaves it with nothing: securebits locked so
+that being uid 0 never grants capabilities again, empty bounding and ambient sets, empty
+effective/permitted/inheritable sets. Then `set_no_new_privs` (prctl(2)) makes execve
+unable to grant anything either -- and is the precondition of Landlock and of an
+unprivileged seccomp filter.
+
+Child-side module: standard library and ``_ffi`` only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+
+from sandboxmode._ffi import libc
+
+__all__ = ["drop_all", "read_last_cap", "set_no_new_privs"]
+
+#: Root gets no capabilities from its uid, setuid fixups are off, KEEP_CAPS can never be
+#: turned on, ambient capabilities can never be raised; each with its lock bit, so the
+#: process cannot undo it (capabilities(7), "The securebits flags").
+SECUREBITS_LOCKED = (
+    libc.SECBIT_NOROOT
+    | libc.SECBIT_NOROOT_LOCKED
+    | libc.SECBIT_NO_SETUID_FIXUP
+    | libc.SECBIT_NO_SETUID_FIXUP_LOCKED
+    | libc.SECBIT_KEEP_CAPS_LOCKED
+    | libc.SECBIT_NO_CAP_AMBIENT_RAISE
+    | libc.SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED
+)
+
+
+def read_last_cap() -> int:
+    """/proc/sys/kernel/cap_last_cap: the highest capability number of this kernel.
+
+    Read it before chroot (the zygote does, once)."""
+    with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+        return int(f.read())
+
+
+def drop_all(last_cap: int) -> None:
+    """Drop every capability of the calling thread, irrevocably.
+
+    Order matters: securebits and the bounding set need CAP_SETPCAP, so they go first;
+    capset(2) to zero goes last. ``last_cap`` comes from `read_last_cap` (read before the
+    filesystem went away).
+
+    Securebits are best effort: without CAP_SETPCAP (a caller that is not root in its
+    user namespace) they cannot be set, and they guard only setuid/execve transitions
+    that no_new_privs and the seccomp filter already forbid. Every other step raises
+    OSError on failure.
+    """
+    cur = libc.prctl(libc.PR_GET_SECUREBITS, 0, 0, 0, 0)
+    if cur >= 0 and cur & SECUREBITS_LOCKED != SECUREBITS_LOCKED:
+        want = (cur & ~libc.SECBIT_KEEP_CAPS) | SECUREBITS_LOCKED
+        if libc.prctl(libc.PR_SET_SECUREBITS, want, 0, 0, 0) < 0:
+            err = ctypes.get_errno()
+            if err not in (errno.EPERM, errno.EINVAL):
+                raise OSError(err, f"prctl(PR_SET_SECUREBITS): {errno.errorcode.get(err)}")
+
+    # Bounding set: capabilities execve could ever grant (PR_CAPBSET_DROP, prctl(2)).
+    for cap in range(last_cap + 1):
+        if libc.prctl(libc.PR_CAPBSET_READ, cap, 0, 0, 0) == 1:
+            libc.check(
+                libc.prctl(libc.PR_CAPBSET_DROP, cap, 0, 0, 0), f"prctl(PR_CAPBSET_DROP, {cap})"
+            )
+
+    libc.check(
+        libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0),
+        "prctl(PR_CAP_AMBIENT_CLEAR_ALL)",
+    )
+
+    # capset(2), _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set, all zero.
+    header = libc.CapHeader(libc.LINUX_CAPABILITY_VERSION_3, 0)
+    data = (libc.CapData * 2)()
+    libc.check(libc.raw_syscall(libc.SYS.capset, libc.addr(header), libc.addr(data)), "capset")
+
+
+def set_no_new_privs() -> None:
+    """prctl(PR_SET_NO_NEW_PRIVS, 1): execve can never add privileges again (and
+    Landlock / unprivileged seccomp become possible). Irreversible."""
+    libc.check(libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
