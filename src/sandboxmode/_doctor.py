@@ -11,7 +11,7 @@ def report() -> dict[str, Any]:
     from sandboxmode._spawner import strong_available
     from sandboxmode.policy import Policy
 
-    features = probe.probe()
+    features = probe.detect()
     missing = strong_available(Policy())
     feats = {k: v for k, v in dataclasses.asdict(features).items()}
     missing += [m for m in probe.missing_for_strong(features) if m not in missing]

@@ -57,7 +57,10 @@ class ZygoteHandle:
     def _start_locked(self) -> None:
         host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            boot = json.dumps({"path": [p for p in sys.path if isinstance(p, str)],
+            # "" on sys.path means the host's working directory; the zygote runs in "/".
+            path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path
+                    if isinstance(p, str)]
+            boot = json.dumps({"path": path,
                                "namespaces": self.namespaces})
             # -I: isolated mode (no PYTHON* variables, no user site, no cwd on the path);
             # env={}: no host environment variable ever reaches a sandbox.
@@ -204,6 +207,22 @@ def strong_available(policy: Policy) -> list[str]:
     if not f.get("landlock_abi") and not f.get("empty_root"):
         missing.append("filesystem isolation (Landlock or user+mount namespaces)")
     return missing
+
+
+def census() -> dict[str, Any]:
+    """For leak checks: this process's zygotes, their fds here, and their live children
+    (after every child the host let go of has been reaped)."""
+    out: dict[str, Any] = {"zygotes": [], "fds": [], "children": []}
+    with _registry_lock:
+        handles = list(_zygotes.values())
+    for zh in handles:
+        if not zh.alive() or zh.ctl is None:
+            continue
+        out["zygotes"].append(zh.proc.pid if zh.proc else None)
+        out["fds"].append(zh.ctl.fileno())
+        reply = zh.request({"op": "census"})
+        out["children"] += reply.get("children", [])
+    return out
 
 
 def shutdown() -> None:

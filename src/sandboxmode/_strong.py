@@ -18,6 +18,7 @@ releases them in ``close()`` on every path; the zygote, its parent, reaps the pr
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
@@ -89,8 +90,8 @@ class Proc:
         """Release everything; the process is killed unless it already exited."""
         if self.pidfd is None:
             return
-        if not self.oneshot or self.calls == 0:
-            self.kill()
+        # Always: a one-shot child is exiting anyway, and one that is not must not go on.
+        self.kill()
         self._close_fds()
         self.zh.forget(self.pid)
 
@@ -199,9 +200,14 @@ def supervise(proc: Proc, call_frame: bytes, fds: list[int], policy: Policy,
             return None
         r, _, _ = select.select(watch, [], [], remaining)
         if listener is not None and listener in r:
-            _on_notification(listener, outcome)
-            if deadline is None or deadline - time.monotonic() > GRACE:
-                deadline = time.monotonic() + GRACE  # a traceback may follow; not forever
+            if _on_notification(listener, outcome):
+                if deadline is None or deadline - time.monotonic() > GRACE:
+                    deadline = time.monotonic() + GRACE  # a traceback may follow; not forever
+            else:
+                # Readable without a notification: POLLHUP, the filter's last task is gone
+                # (seccomp_unotify(2)); the pidfd tells the rest.
+                watch.remove(listener)
+                listener = None
             continue
         if sock in r:
             sock.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
@@ -251,13 +257,14 @@ def _is_eof(e: SandboxError) -> bool:
     return type(e).__name__ == "ChannelClosed" or bool(e.evidence.get("eof"))
 
 
-def _on_notification(listener: int, outcome: Outcome) -> None:
+def _on_notification(listener: int, outcome: Outcome) -> bool:
+    """Handle one notification; False if there was none (the listener hung up)."""
     try:
         n = seccomp_notify.recv_notification(listener)
     except OSError:
-        return  # the process died meanwhile (ENOENT): pidfd will tell
+        return False  # the process died meanwhile (ENOENT): pidfd will tell
     if n is None:
-        return
+        return False
     name = seccomp_notify.syscall_name(n.nr, n.arch)
     args = [hex(a) for a in n.args]
     outcome.decide(Status.VIOLATION,
@@ -265,9 +272,10 @@ def _on_notification(listener: int, outcome: Outcome) -> None:
                    "refused by the sandbox policy", syscall=name, nr=n.nr,
                    args=list(n.args), arch=n.arch)
     try:
-        seccomp_notify.respond(listener, n.id, -1)  # EPERM: Python raises PermissionError
+        seccomp_notify.respond(listener, n.id, -errno.EPERM)  # Python: PermissionError
     except OSError:
         pass
+    return True
 
 
 def _on_frame(kind: int, payload: bytes, outcome: Outcome, limits: codec.Limits) -> Any:

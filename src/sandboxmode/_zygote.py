@@ -193,6 +193,20 @@ class _Zygote:
             if done:
                 self.forget.discard(pid)
 
+    def census(self) -> dict[str, Any]:
+        """Reap every forgotten child (each was killed or is exiting), then list the rest."""
+        for pid in list(self.forget):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            self.forget.discard(pid)
+        children: list[int] = []
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as f:
+                children += [int(x) for x in f.read().split()]
+        return {"ok": True, "children": sorted(children)}
+
     def loop(self) -> None:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -228,6 +242,8 @@ class _Zygote:
                     reply = self.do_import(list(req["modules"]))
                 elif op == "reap":
                     reply = self.reap(int(req["pid"]))
+                elif op == "census":
+                    reply = self.census()
                 elif op == "forget":
                     self.forget.add(int(req["pid"]))
                     self.reap_forgotten()

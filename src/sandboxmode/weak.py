@@ -37,14 +37,14 @@ class _Copy:
 
     def __init__(self, h: BufferHandle) -> None:
         self.h = h
-        size = h.size
-        self.size = size
-        self.store = bytearray([RED]) * (PAGE + size + PAGE)
+        size = self.size = h.size
+        # Like a page-aligned mapping in STRONG: the rest of the last page reads as zeros
+        # and writes there are discarded; beyond it, one page of red zone on each side.
+        self.span = -(-size // PAGE) * PAGE
+        self.store = bytearray([RED]) * PAGE + bytearray(self.span) + bytearray([RED]) * PAGE
         if h.kind in (IN, INOUT) and size:
             with memoryview(h.obj) as src:
                 self.store[PAGE:PAGE + size] = src.cast("B")
-        elif size:
-            self.store[PAGE:PAGE + size] = bytes(size)  # outputs start zero-filled (SPEC-8)
         self.snapshot = bytes(self.store[PAGE:PAGE + size]) if h.kind == IN else b""
         view = memoryview(self.store)[PAGE:PAGE + size]
         self.view = view.toreadonly() if h.kind == IN else view
@@ -53,7 +53,7 @@ class _Copy:
         red = bytes([RED]) * PAGE
         if self.store[:PAGE] != red:
             return "write before the start of a buffer"
-        if self.store[PAGE + self.size:] != red:
+        if self.store[PAGE + self.span:] != red:
             return "write past the end of a buffer"
         if self.h.kind == IN and self.store[PAGE:PAGE + self.size] != self.snapshot:
             return "write to a read-only input buffer"

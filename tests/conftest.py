@@ -1,0 +1,50 @@
+"""Every test ends by checking that nothing leaked: no descriptor (memfds included), no
+sandbox process, no thread of ours, and that the zygote it used is still the same one
+(unless the test killed it on purpose and says so with ``zygote_may_change``)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandboxmode import _spawner
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CORPORA = SHARED / "corpora"
+
+
+def _fds() -> dict[int, str]:
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # the fd of the listdir itself
+    return out
+
+
+def _threads() -> set[str]:
+    return {t.name for t in threading.enumerate()}
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    before_fds = _fds()
+    before_threads = _threads()
+    census = _spawner.census()
+    yield
+    after = _spawner.census()
+    zygote_fds = set(after["fds"]) | set(census["fds"])
+    leaked = {fd: target for fd, target in _fds().items()
+              if fd not in before_fds and fd not in zygote_fds}
+    assert not leaked, f"descriptors leaked: {leaked}"
+    assert after["children"] == [], f"sandbox processes left alive: {after['children']}"
+    new_threads = {t for t in _threads() - before_threads
+                   if not t.startswith(("asyncio_", "ThreadPoolExecutor", "sbm-"))}
+    assert not new_threads, f"threads leaked: {new_threads}"
+    if "zygote_may_change" not in request.keywords and census["zygotes"] and after["zygotes"]:
+        assert census["zygotes"] == after["zygotes"], "a zygote died during the test"
