@@ -12,9 +12,9 @@ import ctypes
 import errno
 
 import pytest
-import targets
 
 import sandboxmode as sbm
+import targets
 from sandboxmode import Isolation
 
 pytestmark = pytest.mark.isolation

@@ -21,10 +21,20 @@ import io
 import pickle
 import threading
 from collections.abc import Callable
+from types import EllipsisType
 from typing import Any, TypeVar, overload
 
 from sandboxmode import _child
-from sandboxmode._buffers import INOUT, IN, OUT, SHARED_RO, SHARED_RW, BufferHandle, CallBuffers, SharedBuffer
+from sandboxmode._buffers import (
+    IN,
+    INOUT,
+    OUT,
+    SHARED_RO,
+    SHARED_RW,
+    BufferHandle,
+    CallBuffers,
+    SharedBuffer,
+)
 from sandboxmode._errors import (
     ProtocolError,
     SandboxClosed,
@@ -72,7 +82,8 @@ class _SandboxedFunction:
         return self.__sandboxed_target__(*args, **kwargs)
 
     def __reduce__(self) -> str:
-        return self.__qualname__
+        # Pickled by reference, like the function it wraps.
+        return str(self.__sandboxed_target__.__qualname__)
 
 
 @overload
@@ -166,6 +177,7 @@ class Sandbox:
     def __init__(self, policy: Policy | None = None, isolation: Isolation | None = None,
                  require: Isolation | None = None, max_calls: int | None = None) -> None:
         self._error = 0
+        self._sticky_exc: SandboxError | None = None
         self._closed = False
         self._lock = threading.Lock()
         self._backend: Any = None
@@ -270,7 +282,7 @@ class Sandbox:
 
     def call(self, f: Callable[..., Any], *args: Any,
              validate: Callable[[Any], Any] | None = None,
-             timeout: float | None = ..., **kwargs: Any) -> Any:  # type: ignore[assignment]
+             timeout: float | EllipsisType | None = ..., **kwargs: Any) -> Any:
         """Run ``f(*args, **kwargs)`` in the sandbox and return its result (SBM's sbm_call).
 
         Args:
@@ -292,11 +304,11 @@ class Sandbox:
         if _inside():
             raise SandboxError("calling into a sandbox from inside one is refused (SPEC-24)",
                                {"reason": "nesting"})
-        tmo = self.policy.timeout if timeout is ... else timeout
+        tmo = self.policy.timeout if isinstance(timeout, EllipsisType) else timeout
         with self._lock:  # concurrent calls on one instance are serialised (SPEC-24)
             if self._closed or self._backend is None:
                 raise SandboxClosed("this sandbox was destroyed", {"error": self._error})
-            if self._error:
+            if self._sticky_exc is not None:
                 raise self._sticky_exc
             outcome = Outcome()
             result = self._backend.call(f, args, kwargs, id(self), outcome, tmo)
@@ -346,7 +358,7 @@ class Sandbox:
 
 
 def run(f: Callable[..., Any], *args: Any, policy: Policy | None = None,
-        timeout: float | None = ..., isolation: Isolation | None = None,  # type: ignore[assignment]
+        timeout: float | EllipsisType | None = ..., isolation: Isolation | None = None,
         require: Isolation | None = None, validate: Callable[[Any], Any] | None = None,
         **kwargs: Any) -> Any:
     """One-shot: a fresh sandbox, one call, destroyed. Bytes-like arguments go in as

@@ -28,7 +28,7 @@ from typing import Any
 
 from sandboxmode._errors import SandboxError, SandboxUnavailable
 from sandboxmode._lockdown import notify as seccomp_notify
-from sandboxmode._outcome import Outcome, Status, clip, describe_status, signal_name
+from sandboxmode._outcome import Outcome, Status, clip, describe_status
 from sandboxmode._spawner import ZygoteHandle
 from sandboxmode._wire import codec
 from sandboxmode._wire.frame import FrameKind, recv_frame, send_frame
@@ -141,8 +141,8 @@ def spawn_proc(zh: ZygoteHandle, policy: Policy, oneshot: bool,
 def _await_ready(proc: Proc) -> None:
     assert proc.sock is not None and proc.pidfd is not None
     deadline = time.monotonic() + READY_TIMEOUT
-    r, _, _ = select.select([proc.sock, proc.pidfd], [], [], READY_TIMEOUT)
-    if proc.sock not in r:
+    r, _, _ = select.select([proc.sock.fileno(), proc.pidfd], [], [], READY_TIMEOUT)
+    if proc.sock.fileno() not in r:
         if proc.pidfd in r:
             reason, ev = describe_status(proc.wait_status() or 0)
             raise SandboxUnavailable(f"sandbox process died before it was ready: {reason}",
@@ -189,7 +189,8 @@ def supervise(proc: Proc, call_frame: bytes, fds: list[int], policy: Policy,
         _died(proc, outcome, f"before the call was delivered ({e})")
         return None
     deadline = None if timeout is None else time.monotonic() + timeout
-    watch: list[Any] = [sock, pidfd] + ([listener] if listener is not None else [])
+    sock_fd = sock.fileno()
+    watch: list[int] = [sock_fd, pidfd] + ([listener] if listener is not None else [])
     result: Any = None
     while True:
         remaining = None if deadline is None else deadline - time.monotonic()
@@ -209,7 +210,7 @@ def supervise(proc: Proc, call_frame: bytes, fds: list[int], policy: Policy,
                 watch.remove(listener)
                 listener = None
             continue
-        if sock in r:
+        if sock_fd in r:
             sock.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
             try:
                 kind, payload, rfds = recv_frame(sock, policy.max_result_bytes + 4096, 0)
@@ -219,11 +220,6 @@ def supervise(proc: Proc, call_frame: bytes, fds: list[int], policy: Policy,
                 _died(proc, outcome, "")
                 return None
             except SandboxError as e:  # malformed frame, oversized, fds attached...
-                if not proc.exited() or isinstance(e, type(e)):
-                    pass
-                if _is_eof(e):
-                    _died(proc, outcome, "")
-                    return None
                 outcome.decide(Status.PROTOCOL, f"malformed frame from the sandbox: {e}",
                                **e.evidence)
                 proc.wait_status()
@@ -238,23 +234,18 @@ def supervise(proc: Proc, call_frame: bytes, fds: list[int], policy: Policy,
                 os.close(fd)
             result = _on_frame(kind, payload, outcome, limits)
             if outcome.decided:
-                if outcome.status not in (Status.OK, Status.TARGET_ERROR) or proc.oneshot:
-                    if outcome.status is not Status.OK and outcome.status is not Status.TARGET_ERROR:
-                        proc.wait_status()
+                if outcome.status not in (Status.OK, Status.TARGET_ERROR):
+                    proc.wait_status()  # an aborted sandbox never runs again
                 return result
             continue
         if pidfd in r:
             # Drain what it said before dying (a result sent just before os._exit counts).
-            rr, _, _ = select.select([sock], [], [], 0)
+            rr, _, _ = select.select([sock_fd], [], [], 0)
             if rr:
-                watch = [sock]
+                watch = [sock_fd]
                 continue
             _died(proc, outcome, "")
             return None
-
-
-def _is_eof(e: SandboxError) -> bool:
-    return type(e).__name__ == "ChannelClosed" or bool(e.evidence.get("eof"))
 
 
 def _on_notification(listener: int, outcome: Outcome) -> bool:
@@ -324,7 +315,7 @@ def _died(proc: Proc, outcome: Outcome, detail: str) -> None:
     status = proc.wait_status()
     if status is None:
         outcome.decide(Status.FAULT, f"sandbox process lost {detail}".strip(),
-                       reason="lost")
+                       cause="lost")
         return
     reason, ev = describe_status(status)
     sig = ev.get("signal")
@@ -344,4 +335,3 @@ def _died(proc: Proc, outcome: Outcome, detail: str) -> None:
     else:
         outcome.decide(Status.FAULT, f"sandbox process {reason} without returning a result "
                        "(os._exit or exit inside the sandbox)", **ev)
-    _ = signal_name

@@ -28,7 +28,6 @@ child stays a zombie, so the pid the host holds a pidfd for can never be reused.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import select
@@ -212,7 +211,7 @@ class _Zygote:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(wake_w)
         while True:
-            ready, _, _ = select.select([self.ctl, wake_r], [], [])
+            ready, _, _ = select.select([self.ctl.fileno(), wake_r], [], [])
             if wake_r in ready:
                 try:
                     while os.read(wake_r, 512):
@@ -220,7 +219,7 @@ class _Zygote:
                 except BlockingIOError:
                     pass
                 self.reap_forgotten()
-            if self.ctl not in ready:
+            if self.ctl.fileno() not in ready:
                 continue
             data, fds, _flags, _addr = socket.recv_fds(self.ctl, MAX_MSG, 4)
             if not data:
@@ -255,7 +254,7 @@ class _Zygote:
 
 def threading_started() -> bool:
     t = sys.modules.get("threading")
-    return t is not None and len(t.enumerate()) > 1  # type: ignore[attr-defined]
+    return t is not None and len(t.enumerate()) > 1
 
 
 def _vm_size() -> int:
