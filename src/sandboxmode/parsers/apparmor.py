@@ -58,7 +58,7 @@ MAX_LIST_ENTRIES: Final = 100_000
 tables, xattrs, secmark rules, data entries). Each u16-counted array is also bounded by
 the kernel's own encoding (at most 65535)."""
 
-_MAX_CLASS_CHAIN: Final = 4096
+_MAX_CLASS_CHAIN: Final = 256
 """Longest diff-encode chain walked from a policydb start state to list the mediation
 classes (255 * chain steps); beyond it ``classes`` is reported as None."""
 
@@ -288,12 +288,16 @@ class _Ext:
         return self._fixed(AA_ARRAY, 2, name)
 
     def blob(self, name: bytes | None) -> tuple[int, int] | None:
-        """aa_unpack_blob: (offset, size) of the payload; None if absent, short or empty."""
+        """aa_unpack_blob: (offset, size) of the payload, or None if absent or short.
+
+        Like the kernel, an empty blob is consumed and reported as size 0, which callers
+        treat as "no blob" (unpack_dfa tests ``if (size)``).
+        """
         pos = self.pos
         if self.name_x(AA_BLOB, name) and self.inbounds(4):
             size = int.from_bytes(self.buf[self.pos : self.pos + 4], "little")
             self.pos += 4
-            if size and self.inbounds(size):
+            if self.inbounds(size):
                 off = self.pos
                 self.pos += size
                 return off, size
@@ -727,7 +731,7 @@ def _unpack_pdb(
     at = e.pos
     blob = e.blob(b"aadfa")
     dfa = None
-    if blob is not None:
+    if blob is not None and blob[1]:
         boff, bsize = blob
         # The DFA is 8-byte aligned relative to the start of the *record* (userspace); the
         # kernel recovers the pad from the blob's end, see unpack_dfa().
@@ -850,7 +854,7 @@ def _unpack_profile(
         raise bad("failed to unpack profile", "missing or malformed profile name")
     fqname = e.cstr(*got)
     if not fqname:
-        raise bad("empty profile name")
+        raise BadElement("empty profile name", "", e.pos, "failed to unpack profile")
     ns_name, tmpname = _split_fqname(fqname)
     name = fqname
     if ns_name is not None:
@@ -860,8 +864,12 @@ def _unpack_profile(
     prof["name"] = _text(name)
     prof["fqname"] = _text(fqname)
     prof["ns_name"] = None if ns_name is None else _text(ns_name)
-    cut = name.rfind(b"//")
-    prof["basename"] = _text(name[cut + 2 :] if cut >= 0 else name)
+    # The kernel's basename(): skip "//" separators left to right, so that a child named
+    # by a path keeps its leading '/': "a///bin/x" is "/bin/x" under parent "a".
+    cut, leaf = -1, 0
+    while (found := name.find(b"//", leaf)) >= 0:
+        cut, leaf = found, found + 2
+    prof["basename"] = _text(name[leaf:])
     prof["parent"] = _text(name[:cut]) if cut >= 0 else None
 
     rename = e.cstring(b"rename")
