@@ -397,6 +397,8 @@ def test_filter_program_kills_foreign_abis_even_when_notifying() -> None:
     if _native() == libc.AUDIT_ARCH_X86_64:
         for nr in (0, 39, 41, 59, 0x3FFFFFFF):  # x32 read, getpid, socket, execve...
             assert seccomp.run_filter(bpf, nr=nr | libc.X32_SYSCALL_BIT, arch=_native()) == kill
+    # libseccomp lets nr == -1 (a tracer's "skip this call") reach the default action.
+    assert seccomp.run_filter(bpf, nr=-1, arch=_native()) == libc.SECCOMP_RET_USER_NOTIF
 
 
 def test_build_filter_extra_names_and_validation() -> None:
@@ -944,6 +946,26 @@ def test_drop_all_capabilities_in_the_user_namespace() -> None:
     assert after["mount"] == "EPERM"
     assert after["setuid"] in ("EPERM", "EINVAL")  # uid 1 is not even mapped
     assert nnp == {"nnp": "1", "prctl": 1}
+
+
+@pytest.mark.isolation
+def test_drop_all_without_a_user_namespace() -> None:
+    """Real root loses everything; an unprivileged process (unsafe_no_namespaces) has no
+    capability to lose and no CAP_SETPCAP to touch its bounding set: still succeeds."""
+    last = caps.read_last_cap()
+
+    def body(send: Send) -> None:
+        before = _cap_fields()
+        caps.drop_all(last)
+        send({"before": before, "after": _cap_fields()})
+
+    child = run_child(body)
+    assert child.exit_code == 0, child.describe()
+    before, after = child.messages[0]["before"], child.messages[0]["after"]
+    expected = dict.fromkeys(before, 0)
+    if not ROOT:
+        expected["CapBnd"] = before["CapBnd"]
+    assert after == expected
 
 
 @pytest.mark.skipif(not ROOT, reason="needs real root")

@@ -12,17 +12,19 @@ Child-side module: standard library and ``_ffi`` only.
 
 from __future__ import annotations
 
-import ctypes
-import errno
+from typing import Final
 
 from sandboxmode._ffi import libc
 
-__all__ = ["drop_all", "read_last_cap", "set_no_new_privs"]
+__all__ = ["SECUREBITS_LOCKED", "drop_all", "read_last_cap", "set_no_new_privs"]
+
+#: capabilities(7): the capability that allows changing securebits and the bounding set.
+CAP_SETPCAP: Final = 8
 
 #: Root gets no capabilities from its uid, setuid fixups are off, KEEP_CAPS can never be
 #: turned on, ambient capabilities can never be raised; each with its lock bit, so the
 #: process cannot undo it (capabilities(7), "The securebits flags").
-SECUREBITS_LOCKED = (
+SECUREBITS_LOCKED: Final = (
     libc.SECBIT_NOROOT
     | libc.SECBIT_NOROOT_LOCKED
     | libc.SECBIT_NO_SETUID_FIXUP
@@ -41,6 +43,14 @@ def read_last_cap() -> int:
         return int(f.read())
 
 
+def _effective() -> int:
+    """The effective capability set of the calling thread (capget(2), version 3)."""
+    header = libc.CapHeader(libc.LINUX_CAPABILITY_VERSION_3, 0)
+    data = (libc.CapData * 2)()
+    libc.check(libc.raw_syscall(libc.SYS.capget, libc.addr(header), libc.addr(data)), "capget")
+    return int(data[0].effective) | int(data[1].effective) << 32
+
+
 def drop_all(last_cap: int) -> None:
     """Drop every capability of the calling thread, irrevocably.
 
@@ -48,25 +58,28 @@ def drop_all(last_cap: int) -> None:
     capset(2) to zero goes last. ``last_cap`` comes from `read_last_cap` (read before the
     filesystem went away).
 
-    Securebits are best effort: without CAP_SETPCAP (a caller that is not root in its
-    user namespace) they cannot be set, and they guard only setuid/execve transitions
-    that no_new_privs and the seccomp filter already forbid. Every other step raises
-    OSError on failure.
+    Without CAP_SETPCAP (an unprivileged caller outside a user namespace, e.g. with
+    ``unsafe_no_namespaces``) securebits and the bounding set cannot be changed; both
+    only guard setuid/execve transitions, which no_new_privs and the seccomp filter
+    forbid anyway, and such a caller has no capability to lose. They are then skipped;
+    with CAP_SETPCAP every failure raises. Ambient and capset(2) always raise on failure.
     """
+    setpcap = bool(_effective() & (1 << CAP_SETPCAP))
     cur = libc.prctl(libc.PR_GET_SECUREBITS, 0, 0, 0, 0)
     if cur >= 0 and cur & SECUREBITS_LOCKED != SECUREBITS_LOCKED:
         want = (cur & ~libc.SECBIT_KEEP_CAPS) | SECUREBITS_LOCKED
-        if libc.prctl(libc.PR_SET_SECUREBITS, want, 0, 0, 0) < 0:
-            err = ctypes.get_errno()
-            if err not in (errno.EPERM, errno.EINVAL):
-                raise OSError(err, f"prctl(PR_SET_SECUREBITS): {errno.errorcode.get(err)}")
+        ret = libc.prctl(libc.PR_SET_SECUREBITS, want, 0, 0, 0)
+        if setpcap:
+            libc.check(ret, "prctl(PR_SET_SECUREBITS)")
 
     # Bounding set: capabilities execve could ever grant (PR_CAPBSET_DROP, prctl(2)).
-    for cap in range(last_cap + 1):
-        if libc.prctl(libc.PR_CAPBSET_READ, cap, 0, 0, 0) == 1:
-            libc.check(
-                libc.prctl(libc.PR_CAPBSET_DROP, cap, 0, 0, 0), f"prctl(PR_CAPBSET_DROP, {cap})"
-            )
+    if setpcap:
+        for cap in range(last_cap + 1):
+            if libc.prctl(libc.PR_CAPBSET_READ, cap, 0, 0, 0) == 1:
+                libc.check(
+                    libc.prctl(libc.PR_CAPBSET_DROP, cap, 0, 0, 0),
+                    f"prctl(PR_CAPBSET_DROP, {cap})",
+                )
 
     libc.check(
         libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0),

@@ -145,6 +145,9 @@ def detect() -> Features:
     seccomp_notify, why = _seccomp_action_available(libc.SECCOMP_RET_USER_NOTIF)
     if why:
         errors["seccomp_notify"] = why
+    elif version is not None and api < 6:
+        # seccomp_api_get(3): level 6 is where libseccomp supports SCMP_ACT_NOTIFY.
+        errors["seccomp_notify"] = f"libseccomp API level {api} < 6: no SCMP_ACT_NOTIFY"
 
     try:
         from sandboxmode._lockdown import landlock
