@@ -137,10 +137,11 @@ def recurse(n: int = 0) -> int:                                 # 16, Python
 
 def native_stack_overflow() -> int:                             # 16, native
     sys.setrecursionlimit(1 << 30)
-    nested: list[Any] = []
-    for _ in range(2_000_000):
-        nested = [nested]
-    return len(repr(nested))
+    a: list[Any] = []
+    b: list[Any] = []
+    for _ in range(1_000_000):
+        a, b = [a], [b]
+    return int(a == b)  # list comparison recurses in C, one frame per level
 
 
 def write_noncanonical() -> int:                                # 17

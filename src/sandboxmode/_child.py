@@ -45,6 +45,8 @@ IN_SANDBOX = False
 
 #: Exit code of a child whose lockdown failed (after it reported which step).
 LOCKDOWN_FAILED = 121
+#: Exit code of a child that could not send its report.
+REPORT_FAILED = 122
 #: Largest call frame the child accepts from the host.
 MAX_CALL = 1 << 30
 
@@ -257,7 +259,9 @@ def serve(channel: int, cfg: dict[str, Any]) -> None:
             if cfg["oneshot"]:
                 break
     except BaseException:
-        pass
+        # Could not even report (the channel broke, or memory is gone): a distinct code,
+        # so the host says so instead of "exited without a result".
+        os._exit(REPORT_FAILED)
     os._exit(0)
 
 
@@ -294,6 +298,9 @@ def _serve_one(sock: Any, denier: _DenyImports, limits: codec.Limits) -> None:
                         "(RecursionError)", e)
             return
         except MemoryError as e:
+            # The frames of the traceback still hold what filled the memory: free it
+            # before anything else needs memory.
+            traceback.clear_frames(e.__traceback__)
             _send_fault(sock, "memory", "memory limit reached (MemoryError)", e)
             return
         except BaseException as e:

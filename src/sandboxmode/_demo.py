@@ -63,6 +63,9 @@ def host_secret(data: memoryview) -> str:
 
 
 def phone_home(data: memoryview) -> str:
-    s = socket.create_connection(("127.0.0.1", 9), timeout=1)
-    s.close()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.connect(("127.0.0.1", 9))
+    finally:
+        s.close()
     return "connected"

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import select
 import signal
 import socket
 import time
 from typing import Any
 
+from sandboxmode._child import REPORT_FAILED
 from sandboxmode._errors import SandboxError, SandboxUnavailable
 from sandboxmode._lockdown import notify as seccomp_notify
 from sandboxmode._outcome import Outcome, Status, clip, describe_status
@@ -248,6 +250,39 @@ def supervise(proc: Proc, call_frame: bytes, fds: list[int], policy: Policy,
             return None
 
 
+#: System calls whose arguments at these positions are paths: shown in the message.
+_PATH_ARGS: dict[str, tuple[int, ...]] = {
+    "open": (0,), "creat": (0,), "openat": (1,), "openat2": (1,), "execve": (0,),
+    "execveat": (1,), "stat": (0,), "lstat": (0,), "newfstatat": (1,), "statx": (1,),
+    "access": (0,), "faccessat": (1,), "faccessat2": (1,), "readlink": (0,),
+    "readlinkat": (1,), "mkdir": (0,), "mkdirat": (1,), "unlink": (0,), "unlinkat": (1,),
+    "rmdir": (0,), "rename": (0, 1), "renameat": (1, 3), "renameat2": (1, 3),
+    "chdir": (0,), "chroot": (0,), "truncate": (0,), "mknod": (0,), "mknodat": (1,),
+    "symlink": (0, 1), "link": (0, 1), "chmod": (0,), "chown": (0,), "mount": (0, 1),
+    "umount2": (0,), "pivot_root": (0, 1), "statfs": (0,), "getxattr": (0,),
+    "setxattr": (0,), "listxattr": (0,), "utimensat": (1,), "inotify_add_watch": (1,),
+}
+
+
+def _read_string(pid: int, addr: int, limit: int = 512) -> str | None:
+    """A NUL-terminated string from the stopped child's memory, for the report only
+    (the call is refused whatever it says, so a race with the child changes nothing)."""
+    if not addr:
+        return None
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.pread(fd, limit, addr)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    end = data.find(b"\0")
+    return (data if end < 0 else data[:end]).decode("utf-8", "backslashreplace")
+
+
 def _on_notification(listener: int, outcome: Outcome) -> bool:
     """Handle one notification; False if there was none (the listener hung up)."""
     try:
@@ -257,11 +292,18 @@ def _on_notification(listener: int, outcome: Outcome) -> bool:
     if n is None:
         return False
     name = seccomp_notify.syscall_name(n.nr, n.arch)
-    args = [hex(a) for a in n.args]
+    shown = [hex(a) for a in n.args]
+    paths = {}
+    for i in _PATH_ARGS.get(name, ()):
+        path = _read_string(n.pid, n.args[i])
+        if path is not None:
+            paths[i] = path
+            shown[i] = repr(path)
     outcome.decide(Status.VIOLATION,
-                   f"forbidden system call {name}({', '.join(args)}) "
+                   f"forbidden system call {name}({', '.join(shown)}) "
                    "refused by the sandbox policy", syscall=name, nr=n.nr,
-                   args=list(n.args), arch=n.arch)
+                   args=list(n.args), arch=n.arch,
+                   **({"paths": [paths[i] for i in sorted(paths)]} if paths else {}))
     try:
         seccomp_notify.respond(listener, n.id, -errno.EPERM)  # Python: PermissionError
     except OSError:
@@ -285,6 +327,10 @@ def _on_frame(kind: int, payload: bytes, outcome: Outcome, limits: codec.Limits)
     if kind == FrameKind.ERROR:
         if outcome.decided:
             outcome.add(traceback=tb, python_exception=clip(body.get("type"), 200))
+            where = _last_frame(tb)
+            if where and outcome.status is Status.VIOLATION:
+                outcome.reason += f", at {where}"
+                outcome.add(where=where)
             return None
         outcome.decide(Status.TARGET_ERROR,
                        f"{clip(body.get('type'), 200)}: {clip(body.get('message'), 2000)}",
@@ -311,6 +357,18 @@ def _on_frame(kind: int, payload: bytes, outcome: Outcome, limits: codec.Limits)
     return None
 
 
+_FRAME = re.compile(r'File "([^"]*)", line (\d+), in (\S+)')
+
+
+def _last_frame(tb: str) -> str | None:
+    """``targets.py:182 in open_file`` from the last frame of a traceback text."""
+    frames = _FRAME.findall(tb)
+    if not frames:
+        return None
+    file, line, func = frames[-1]
+    return f"{os.path.basename(file)}:{line} in {func}"
+
+
 def _died(proc: Proc, outcome: Outcome, detail: str) -> None:
     status = proc.wait_status()
     if status is None:
@@ -332,6 +390,9 @@ def _died(proc: Proc, outcome: Outcome, detail: str) -> None:
                 signal.SIGFPE: "arithmetic fault", signal.SIGABRT: "abort()"}.get(sig, "")
         outcome.decide(Status.FAULT, f"sandboxed code crashed: {reason}"
                        + (f" ({what})" if what else ""), **ev)
+    elif ev.get("exit_code") == REPORT_FAILED:
+        outcome.decide(Status.FAULT, "the sandbox could not send its report (out of memory "
+                       "or a broken channel)", **ev)
     else:
         outcome.decide(Status.FAULT, f"sandbox process {reason} without returning a result "
                        "(os._exit or exit inside the sandbox)", **ev)

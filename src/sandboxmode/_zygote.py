@@ -40,6 +40,18 @@ __all__ = ["BOOT", "pack", "unpack", "zygote_main"]
 
 MAX_MSG = 1 << 16
 
+#: Imported in every zygote: text codecs are looked up lazily by CPython
+#: (``b.decode("latin-1")`` imports ``encodings.latin_1``), and an import inside a sandbox
+#: is a PolicyViolation; these are the ones parsers commonly need.
+PRELOAD = (
+    "encodings.ascii", "encodings.latin_1", "encodings.utf_8", "encodings.utf_8_sig",
+    "encodings.utf_16", "encodings.utf_16_le", "encodings.utf_16_be", "encodings.utf_32",
+    "encodings.cp1252", "encodings.cp437", "encodings.iso8859_1", "encodings.iso8859_15",
+    "encodings.idna", "encodings.punycode", "encodings.raw_unicode_escape",
+    "encodings.unicode_escape", "encodings.base64_codec", "encodings.hex_codec",
+    "encodings.charmap",
+)
+
 
 def pack(msg: dict[str, Any]) -> bytes:
     return json.dumps(msg, separators=(",", ":")).encode()
@@ -266,11 +278,14 @@ def zygote_main(fd: int, boot_json: str) -> None:
     """Entry point of the zygote process (see ``ZygoteHandle.start``)."""
     boot = json.loads(boot_json)
     sys.path[:] = boot["path"]
+    # The host started us with an empty environment; CPython's own C-locale coercion
+    # (PEP 538) may have added LC_CTYPE. Sandboxes get nothing at all.
+    os.environ.clear()
     ctl = socket.socket(fileno=fd)
     z = _Zygote(ctl, boot)
     try:
         z.setup()
-        z.do_import(["sandboxmode._child", "msgpack"])
+        z.do_import(["sandboxmode._child", "msgpack", *PRELOAD])
         reply = {"ok": True, "features": z.features, "pid": os.getpid()}
     except BaseException as e:  # report, never hang the host
         ctl.send(pack({"ok": False, "error": f"zygote setup failed: {type(e).__name__}: {e}"}))

@@ -1,0 +1,75 @@
+"""The public surface is pinned: a change here is a change for every user."""
+
+from __future__ import annotations
+
+import errno
+import pickle
+
+import pytest
+
+import sandboxmode as sbm
+
+EXPORTS = {
+    "Isolation", "Policy", "PolicyViolation", "ProtocolError", "Sandbox", "SandboxClosed",
+    "SandboxError", "SandboxFault", "SandboxMemoryError", "SandboxTimeout",
+    "SandboxUnavailable", "SharedBuffer", "TargetError", "run", "sandboxed", "Pool",
+}
+
+
+def test_exports_are_pinned() -> None:
+    assert set(sbm.__all__) == EXPORTS
+    for name in EXPORTS:
+        assert hasattr(sbm, name)
+
+
+@pytest.mark.parametrize(("exc", "code"), [
+    (sbm.SandboxFault, errno.EFAULT), (sbm.PolicyViolation, errno.EPERM),
+    (sbm.SandboxTimeout, errno.ETIMEDOUT), (sbm.SandboxMemoryError, errno.ENOMEM),
+    (sbm.ProtocolError, errno.EPROTO), (sbm.SandboxUnavailable, errno.ENOSYS),
+    (sbm.SandboxClosed, errno.EBADF), (sbm.TargetError, 0),
+])
+def test_exception_tree(exc: type[sbm.SandboxError], code: int) -> None:
+    assert issubclass(exc, sbm.SandboxError)
+    e = exc("message", {"signal": 11})
+    assert e.errno == code
+    back = pickle.loads(pickle.dumps(e))
+    assert type(back) is exc and str(back) == "message" and back.evidence == {"signal": 11}
+
+
+def test_timeout_is_also_a_builtin_timeout_error() -> None:
+    assert issubclass(sbm.SandboxTimeout, TimeoutError)
+
+
+def test_target_error_is_not_sticky() -> None:
+    assert not sbm.TargetError("x").sticky and sbm.SandboxFault("x").sticky
+
+
+@pytest.mark.parametrize("bad", [
+    {"timeout": 0}, {"timeout": -1.0}, {"memory": 0}, {"cpu_seconds": -1},
+    {"open_files": 2}, {"preload": ("not a module!",)}, {"extra_syscalls": ("Bad Name",)},
+    {"max_depth": True},
+])
+def test_policy_rejects_bad_values(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        sbm.Policy(**bad)  # type: ignore[arg-type]
+
+
+def test_policy_is_frozen_and_names_its_weakenings() -> None:
+    p = sbm.Policy()
+    with pytest.raises(AttributeError):
+        p.timeout = 3  # type: ignore[misc]
+    assert p.unsafe == ()
+    assert p.replace(unsafe_no_seccomp=True).unsafe == ("unsafe_no_seccomp",)
+
+
+def test_buffers_must_be_buffers() -> None:
+    with sbm.Sandbox(isolation=sbm.Isolation.NONE) as box:
+        with pytest.raises(TypeError):
+            box.copy_in("text")
+        with pytest.raises(TypeError, match="writable"):
+            box.copy_out(b"read-only")
+
+
+def test_functions_must_be_importable() -> None:
+    with sbm.Sandbox() as box, pytest.raises(TypeError, match="module level"):
+        box.call(lambda: 1)
