@@ -42,7 +42,7 @@ def demo(console: Any) -> int:
     for c in certs:
         console.print(f"  fingerprint {c['fingerprint']}  {c.get('algorithm_name')} "
                       f"{c.get('curve') or c.get('bits') or ''}")
-        for u in c.get("uids", []):
+        for u in c.get("user_ids", []):
             console.print(f"  uid {_safe(u.get('uid'))}")
         for s in c.get("subkeys", []):
             console.print(f"  subkey {s.get('keyid')} {s.get('algorithm_name')} "

@@ -163,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _summarize_pgp(certs: Any) -> str:
     out = []
     for c in certs:
-        uids = [u.get("uid", "") for u in c.get("uids", [])] if isinstance(c, dict) else []
+        uids = [u.get("uid", "") for u in c.get("user_ids", [])] if isinstance(c, dict) else []
         out.append(f"{c.get('fingerprint')} {c.get('algorithm_name', '')} "
                    f"{uids[0] if uids else ''} (+{len(c.get('subkeys', []))} subkeys)")
     return f"{len(certs)} certificate(s): " + "; ".join(out)
