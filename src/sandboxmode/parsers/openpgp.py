@@ -244,6 +244,7 @@ _TAG_NAMES: Final[dict[int, str]] = {
 }
 
 _ARMOR_KEY_LABELS: Final = frozenset({b"PUBLIC KEY BLOCK", b"PRIVATE KEY BLOCK", b"SECRET KEY BLOCK"})
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
 _BEGIN_RE: Final = re.compile(rb"-----BEGIN PGP ([A-Z0-9 ,/]{1,64})-----")
 _END_RE: Final = re.compile(rb"-----END PGP ([A-Z0-9 ,/]{1,64})-----")
 
@@ -339,7 +340,7 @@ _CRC24_TABLE: Final = _make_crc24_table()
 def _split_input(data: bytes, ctx: _Context) -> list[bytes]:
     """Return the binary OpenPGP streams of the input: the armored key blocks, or the
     input itself when it is binary."""
-    if data[0] & 0x80:
+    if data[0] & 0x80 and not data.startswith(_UTF8_BOM):
         return [data]  # a packet tag octet: binary
     if _BEGIN_RE.search(data) is None:
         return [data]  # no armor: let the packet parser report the bad tag octet
@@ -347,7 +348,7 @@ def _split_input(data: bytes, ctx: _Context) -> list[bytes]:
 
 
 def _dearmor(data: bytes, ctx: _Context) -> list[bytes]:
-    lines = data.splitlines()
+    lines = data.removeprefix(_UTF8_BOM).splitlines()
     n = len(lines)
     i = 0
     streams: list[bytes] = []
@@ -428,11 +429,11 @@ def _dearmor(data: bytes, ctx: _Context) -> list[bytes]:
         streams.append(decoded)
     if not streams:
         if labels:
+            found = ", ".join(sorted(set(labels))[:4])
             raise NoCertificate(
-                f"no key block in the armored input (found: {', '.join(labels)})",
-                check="armor-label",
+                f"no key block in the armored input (found: {found})", check="armor-label"
             )
-        raise ArmorError("armor BEGIN line without a usable block", check="armor-end-missing")
+        raise ArmorError("no armor BEGIN line on a line of its own", check="armor-begin")
     return streams
 
 
@@ -520,6 +521,14 @@ def _read_packets(buf: bytes, depth: int, ctx: _Context, out: list[_Packet]) -> 
                 pos += length
                 if not partial:
                     break
+                # Each partial chunk costs like a packet: 1-octet chunks must not buy an
+                # unbounded list for two octets of input each.
+                ctx.n_packets += 1
+                if ctx.n_packets > MAX_PACKETS:
+                    raise LimitExceeded(
+                        f"more than {MAX_PACKETS} packets and partial-length chunks",
+                        check="packet-count",
+                    )
         else:  # old format: tag in 4 bits, length type in 2 bits
             tag = (ctb >> 2) & 0x0F
             ltype = ctb & 3
@@ -1206,14 +1215,19 @@ class _CertBuilder:
         revoked_by: _Sig | None = None
         direct: _Sig | None = None
         rev_keys: list[dict[str, Any]] = []
+        seen_rev_keys: set[tuple[int, int, bytes]] = set()
         for sig in self._latest(self.direct, _DIRECT_TYPES, "directly after the primary key"):
             if sig.sigtype == 0x20:
                 revoked_by = sig
                 continue
-            for rclass, ralgo, rfpr in sig.rev_keys:
-                entry = {"class": rclass, "algorithm": ralgo, "fingerprint": rfpr.hex().upper()}
-                if entry not in rev_keys:
-                    rev_keys.append(entry)
+            # gpg gathers designated revokers from every direct-key self-signature.
+            for rev_key in sig.rev_keys:
+                if rev_key not in seen_rev_keys:
+                    seen_rev_keys.add(rev_key)
+                    rclass, ralgo, rfpr = rev_key
+                    rev_keys.append(
+                        {"class": rclass, "algorithm": ralgo, "fingerprint": rfpr.hex().upper()}
+                    )
             if direct is None or _created(sig) >= _created(direct):
                 direct = sig
         key_usage = 0
