@@ -958,6 +958,24 @@ def test_drop_all_capabilities_in_the_user_namespace() -> None:
 
 
 @pytest.mark.isolation
+def test_drop_bounding_set_keeps_the_effective_set() -> None:
+    """What the zygote may do once: children inherit an empty bounding set."""
+    uid, gid = os.getuid(), os.getgid()
+    last = caps.read_last_cap()
+
+    def body(send: Send) -> None:
+        namespaces.enter_zygote_namespaces(uid, gid)
+        caps.drop_bounding_set(last)
+        send(_cap_fields())
+
+    child = run_child(body)
+    assert child.exit_code == 0, child.describe()
+    fields = child.messages[0]
+    assert fields["CapBnd"] == 0
+    assert fields["CapEff"] == (1 << (last + 1)) - 1
+
+
+@pytest.mark.isolation
 def test_drop_all_without_a_user_namespace() -> None:
     """Real root loses everything; an unprivileged process (unsafe_no_namespaces) has no
     capability to lose and no CAP_SETPCAP to touch its bounding set: still succeeds."""
