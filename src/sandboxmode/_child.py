@@ -250,6 +250,7 @@ def serve(channel: int, cfg: dict[str, Any]) -> None:
     limits = codec.Limits(max_bytes=cfg["policy"]["max_result_bytes"],
                           max_depth=cfg["policy"]["max_depth"],
                           max_items=cfg["policy"]["max_items"])
+    _warm_up(limits)
     try:
         send_frame(sock, FrameKind.READY, b"", [listener] if listener is not None else [])
         if listener is not None:
@@ -263,6 +264,20 @@ def serve(channel: int, cfg: dict[str, Any]) -> None:
         # so the host says so instead of "exited without a result".
         os._exit(REPORT_FAILED)
     os._exit(0)
+
+
+def _warm_up(limits: codec.Limits) -> None:
+    """Touch, before READY, what every call touches, so that the copy-on-write page faults
+    of a fresh fork are paid while the spare waits, not on the caller's time."""
+    frame = pickle.dumps({"module": __name__, "qualname": "_warm_up", "args": pickle.dumps(
+        ((b"x" * 64, 1, "s"), {})), "buffers": []})
+    call = pickle.loads(frame)
+    pickle.loads(call["args"])
+    codec.decode(codec.encode({"ok": [1, 2.0, "three", b"four", None, True]}, limits), limits)
+    try:
+        raise ValueError("warm-up")
+    except ValueError as e:
+        _traceback_text(e)
 
 
 def _serve_one(sock: Any, denier: _DenyImports, limits: codec.Limits) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 from sandboxmode._errors import SandboxError, SandboxUnavailable
 from sandboxmode._outcome import Outcome, Status
 from sandboxmode._wire import codec
-from sandboxmode.policy import Policy
 from sandboxmode._zygote import BOOT, MAX_MSG, pack, unpack
+from sandboxmode.policy import Policy
 
 __all__ = ["ZygoteHandle"]
 
@@ -40,6 +40,8 @@ class ZygoteHandle:
         self.features: dict[str, Any] = {}
         self.imported: set[str] = set()
         self.generation = 0
+        self.pending_lock = threading.Lock()
+        self.pending_forget: list[int] = []
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -110,6 +112,10 @@ class ZygoteHandle:
         ctl = self.ctl
         if ctl is None:
             raise SandboxError("zygote is not running")
+        if msg is not None and self.pending_forget:
+            with self.pending_lock:
+                msg = {**msg, "forget": self.pending_forget}
+                self.pending_forget = []
         try:
             if msg is not None:
                 if fds:
@@ -168,11 +174,20 @@ class ZygoteHandle:
         return int(reply["status"]) if reply.get("ok") else None
 
     def forget(self, pid: int) -> None:
-        """Let the zygote reap this child whenever it exits; nobody needs its status."""
-        try:
-            self.request({"op": "forget", "pid": pid}, reply=False)
-        except SandboxError:
-            pass
+        """Let the zygote reap this child whenever it exits; nobody needs its status.
+
+        Never waits: if another thread is talking to the zygote (a spare being made),
+        the pid rides along with the next request instead.
+        """
+        with self.pending_lock:
+            self.pending_forget.append(pid)
+        if self.lock.acquire(blocking=False):
+            try:
+                self._request_locked({"op": "forget"}, reply=False)
+            except SandboxError:
+                pass
+            finally:
+                self.lock.release()
 
 
 
@@ -209,24 +224,145 @@ def strong_available(policy: Policy) -> list[str]:
     return missing
 
 
+class Spares:
+    """Locked-down sandboxes made ahead of demand, so that fork and lockdown are off the
+    caller's path. One background thread ("sbm-spares") refills, per (zygote generation,
+    policy, one-shot) key that was asked for, up to ``TARGET`` ready processes.
+
+    Owns the spare `Proc`s (and so their fds) until ``take()`` hands one over.
+    """
+
+    TARGET = 2
+    MAX_KEYS = 8
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.ready: dict[Any, list[Any]] = {}
+        self.wanted: dict[Any, tuple[ZygoteHandle, Policy, bool]] = {}
+        self.thread: threading.Thread | None = None
+        self.busy = False
+        self.paused = 0
+        self.closed = False
+
+    @staticmethod
+    def key(zh: ZygoteHandle, policy: Policy, oneshot: bool) -> Any:
+        return (id(zh), zh.generation, policy, oneshot)
+
+    def take(self, zh: ZygoteHandle, policy: Policy, oneshot: bool) -> Any:
+        """A ready spare, or None (the caller then spawns one itself)."""
+        key = self.key(zh, policy, oneshot)
+        stale = []
+        with self.cond:
+            for k in list(self.ready):
+                if k[0] == id(zh) and k[1] != zh.generation:
+                    stale += self.ready.pop(k)
+                    self.wanted.pop(k, None)
+            procs = self.ready.get(key)
+            proc = procs.pop(0) if procs else None
+            if key not in self.wanted and len(self.wanted) >= self.MAX_KEYS:
+                old = next(iter(self.wanted))
+                del self.wanted[old]
+                stale += self.ready.pop(old, [])
+            self.wanted[key] = (zh, policy, oneshot)
+            if self.thread is None and not self.closed:
+                self.thread = threading.Thread(target=self._run, name="sbm-spares", daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+        for p in stale:
+            p.close()
+        return proc
+
+    def _needed(self) -> Any:
+        for key, spec in self.wanted.items():
+            if len(self.ready.get(key, [])) < self.TARGET and spec[0].alive():
+                return key, spec
+        return None
+
+    def _run(self) -> None:
+        from sandboxmode._strong import spawn_proc
+
+        while True:
+            with self.cond:
+                while not self.closed and (self.paused or self._needed() is None):
+                    self.cond.wait()
+                if self.closed:
+                    return
+                key, (zh, policy, oneshot) = self._needed()
+                self.busy = True
+            proc = None
+            try:
+                proc = spawn_proc(zh, policy, oneshot)
+            except BaseException:
+                proc = None
+            with self.cond:
+                self.busy = False
+                if proc is not None and key in self.wanted and not self.closed \
+                        and key[1] == zh.generation:
+                    self.ready.setdefault(key, []).append(proc)
+                    proc = None
+                elif proc is None:
+                    self.wanted.pop(key, None)  # failing to make spares: stop trying
+                self.cond.notify_all()
+            if proc is not None:
+                proc.close()
+
+    def pause(self) -> None:
+        """Stop refilling and wait for an in-flight spawn (leak checks need a still
+        picture)."""
+        with self.cond:
+            self.paused += 1
+            while self.busy:
+                self.cond.wait()
+
+    def resume(self) -> None:
+        with self.cond:
+            self.paused -= 1
+            self.cond.notify_all()
+
+    def owned(self) -> tuple[set[int], set[int]]:
+        """(pids, fds) of the spares."""
+        with self.cond:
+            procs = [p for ps in self.ready.values() for p in ps]
+        return {p.pid for p in procs}, {fd for p in procs for fd in p.fds()}
+
+    def clear(self, close: bool = True) -> None:
+        with self.cond:
+            procs = [p for ps in self.ready.values() for p in ps]
+            self.ready.clear()
+            self.wanted.clear()
+        if close:
+            for p in procs:
+                p.close()
+
+
+spares = Spares()
+
+
 def census() -> dict[str, Any]:
     """For leak checks: this process's zygotes, their fds here, and their live children
-    (after every child the host let go of has been reaped)."""
+    (after every child the host let go of has been reaped), spares excluded."""
     out: dict[str, Any] = {"zygotes": [], "fds": [], "children": []}
     with _registry_lock:
         handles = list(_zygotes.values())
-    for zh in handles:
-        if not zh.alive() or zh.ctl is None:
-            continue
-        out["zygotes"].append(zh.proc.pid if zh.proc else None)
-        out["fds"].append(zh.ctl.fileno())
-        reply = zh.request({"op": "census"})
-        out["children"] += reply.get("children", [])
+    spares.pause()
+    try:
+        spare_pids, spare_fds = spares.owned()
+        out["fds"] += sorted(spare_fds)
+        for zh in handles:
+            if not zh.alive() or zh.ctl is None:
+                continue
+            out["zygotes"].append(zh.proc.pid if zh.proc else None)
+            out["fds"].append(zh.ctl.fileno())
+            reply = zh.request({"op": "census"})
+            out["children"] += [p for p in reply.get("children", []) if p not in spare_pids]
+    finally:
+        spares.resume()
     return out
 
 
 def shutdown() -> None:
     """Stop every zygote (and so every sandbox) of this process."""
+    spares.clear()
     with _registry_lock:
         handles = list(_zygotes.values())
         _zygotes.clear()
@@ -235,7 +371,13 @@ def shutdown() -> None:
 
 
 def _after_fork_in_child() -> None:
-    # A forked host child must not talk over its parent's control sockets.
+    # A forked host child must not talk over its parent's control sockets, nor touch
+    # its parent's spares (their fds are closed here, the processes are the parent's).
+    global spares
+    for ps in spares.ready.values():
+        for p in ps:
+            p._close_fds()
+    spares = Spares()
     for zh in _zygotes.values():
         if zh.ctl is not None:
             zh.ctl.close()
@@ -269,6 +411,8 @@ class StrongBackend:
         if p is not None and (p.generation != zh.generation or p.pidfd is None):
             p.close()
             self.proc = p = None
+        if p is None and self.inject_failure is None:
+            p = self.proc = spares.take(zh, self.policy, self.oneshot)
         if p is None:
             p = self.proc = spawn_proc(zh, self.policy, self.oneshot, self.inject_failure)
         return p

@@ -28,12 +28,14 @@ child stays a zombie, so the pid the host holds a pidfd for can never be reused.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 __all__ = ["BOOT", "pack", "unpack", "zygote_main"]
@@ -173,6 +175,9 @@ class _Zygote:
             "oneshot": bool(req.get("oneshot", True)),
             "inject_failure": req.get("inject_failure"),
         }
+        # Objects that exist now are never collected in a child: keep the collector from
+        # touching (and so copying) their pages after fork (gc.freeze, CPython >= 3.7).
+        gc.freeze()
         try:
             pid = os.fork()
         except OSError as e:
@@ -243,6 +248,12 @@ class _Zygote:
                     os.close(fd)
                 self.ctl.send(pack({"ok": False, "error": f"bad request: {e}"}))
                 continue
+            # Any request may carry pids the host let go of (batched, so that letting go
+            # never waits for the control socket).
+            for pid in req.get("forget", ()):
+                self.forget.add(int(pid))
+            if req.get("forget"):
+                self.reap_forgotten()
             op = req.get("op")
             if op == "spawn":
                 reply = self.spawn(req, fds)
@@ -256,9 +267,7 @@ class _Zygote:
                 elif op == "census":
                     reply = self.census()
                 elif op == "forget":
-                    self.forget.add(int(req["pid"]))
-                    self.reap_forgotten()
-                    continue  # no reply
+                    continue  # handled above; no reply
                 else:
                     reply = {"ok": False, "error": f"unknown op {op!r}"}
             self.ctl.send(pack(reply))
@@ -286,6 +295,9 @@ def zygote_main(fd: int, boot_json: str) -> None:
     try:
         z.setup()
         z.do_import(["sandboxmode._child", "msgpack", *PRELOAD])
+        # glibc reads /etc/localtime on the first localtime(): do it here, where there is
+        # still a filesystem, so time.localtime() works in sandboxes.
+        time.localtime()
         reply = {"ok": True, "features": z.features, "pid": os.getpid()}
     except BaseException as e:  # report, never hang the host
         ctl.send(pack({"ok": False, "error": f"zygote setup failed: {type(e).__name__}: {e}"}))
