@@ -711,6 +711,8 @@ def test_selfsig_selection_like_gpg() -> None:
     )
     result = parse_certificates(data)
     [cert] = result["certificates"]
+    ignored = [w for w in result["warnings"] if w["check"] == "self-signature-ignored"]
+    assert [w["count"] for w in ignored] == [2]  # "too old" and "crit"
     assert cert["expires"] == CREATED + 7200 and cert["capabilities"] == "c"
     by_uid = {u["raw"]: u for u in cert["user_ids"]}
     assert by_uid[b"old"]["primary"] and sum(u["primary"] for u in cert["user_ids"]) == 1

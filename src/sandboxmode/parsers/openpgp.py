@@ -1183,21 +1183,30 @@ class _CertBuilder:
     def _usable(self, sig: _Sig) -> bool:
         """Could this be a valid self-signature? (Everything but the cryptography.)"""
         pk = self.primary
-        if sig.problem is not None or sig.created is None:
-            return False
         if pk.fpr not in sig.issuer_fprs and pk.keyid not in sig.issuer_keyids:
+            return False  # a third-party signature
+        problem = sig.problem
+        if problem is None and sig.pkalgo != pk.algo and not (
+            sig.pkalgo in _RSA and pk.algo in _RSA
+        ):
+            problem = f"algorithm {sig.pkalgo} differs from the key's {pk.algo}"
+        if problem is None and (sig.created or 0) < pk.created:
+            # gpg: "public key is N days newer than the signature" makes it invalid.
+            problem = "older than the key"
+        if problem is not None:
+            self.ctx.warn(
+                "self-signature-ignored",
+                f"self-signature type 0x{sig.sigtype:02x} ignored: {problem}",
+            )
             return False
-        if sig.pkalgo != pk.algo and not (sig.pkalgo in _RSA and pk.algo in _RSA):
-            return False
-        # gpg: "public key is N days newer than the signature" makes it invalid.
-        return sig.created >= pk.created
+        return True
 
-    def _latest(self, sigs: list[_Sig], types: frozenset[int], where: str) -> list[_Sig]:
+    def _self_sigs(self, sigs: list[_Sig], types: frozenset[int], where: str) -> list[_Sig]:
         """The usable self-signatures of the given types, warning about misplaced ones."""
         out = []
         for sig in sigs:
             if not self._usable(sig):
-                continue  # third-party signature, or not well formed enough to count
+                continue
             if sig.sigtype in types:
                 out.append(sig)
             elif sig.sigtype in _SELF_SIG_TYPES:
@@ -1216,7 +1225,7 @@ class _CertBuilder:
         direct: _Sig | None = None
         rev_keys: list[dict[str, Any]] = []
         seen_rev_keys: set[tuple[int, int, bytes]] = set()
-        for sig in self._latest(self.direct, _DIRECT_TYPES, "directly after the primary key"):
+        for sig in self._self_sigs(self.direct, _DIRECT_TYPES, "directly after the primary key"):
             if sig.sigtype == 0x20:
                 revoked_by = sig
                 continue
@@ -1250,7 +1259,7 @@ class _CertBuilder:
             if comp.kind not in ("uid", "uat"):
                 continue
             chosen: _Sig | None = None
-            for sig in self._latest(comp.sigs, _UID_TYPES, "after a user ID"):
+            for sig in self._self_sigs(comp.sigs, _UID_TYPES, "after a user ID"):
                 if chosen is None or _created(sig) >= _created(chosen):
                     chosen = sig
             if chosen is not None:
@@ -1328,7 +1337,7 @@ class _CertBuilder:
         """gpg merge_selfsigs_subkey: latest binding; any subkey revocation revokes."""
         binding: _Sig | None = None
         revoked_by: _Sig | None = None
-        for sig in self._latest(sigs, _SUBKEY_TYPES, "after a subkey"):
+        for sig in self._self_sigs(sigs, _SUBKEY_TYPES, "after a subkey"):
             if sig.sigtype == 0x28:
                 revoked_by = sig  # whatever its date: a revocation is not undone
             elif binding is None or _created(sig) >= _created(binding):
