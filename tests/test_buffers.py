@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import targets
 
 import sandboxmode as sbm
+import targets
 from sandboxmode import Isolation
 
 pytestmark = pytest.mark.isolation

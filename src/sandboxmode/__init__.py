@@ -18,12 +18,14 @@ from sandboxmode._errors import (
     SandboxUnavailable,
     TargetError,
 )
+from sandboxmode._pool import Pool
 from sandboxmode._sandbox import Isolation, Sandbox, run, sandboxed
 from sandboxmode.policy import Policy
 
 __all__ = [
     "Isolation",
     "Policy",
+    "Pool",
     "PolicyViolation",
     "ProtocolError",
     "Sandbox",

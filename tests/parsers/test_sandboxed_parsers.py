@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CORPORA
 
 import sandboxmode as sbm
+from conftest import CORPORA
 from sandboxmode.parsers import apparmor, openpgp
 from sandboxmode.parsers import sandboxed as entry
 
