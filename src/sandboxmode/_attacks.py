@@ -987,12 +987,17 @@ def personality() -> str:
     return "set READ_IMPLIES_EXEC: readable memory is now executable"
 
 
+TIOCSCTTY: Final = 0x540E
+
+
 def tiocsti(own_terminal: bool) -> str:
     """Push a keystroke into a terminal's input queue (TIOCSTI)."""
     char = ctypes.c_char(b"x")
-    if own_terminal:  # demonstration: a terminal of our own
-        master, slave = os.openpty()
+    if own_terminal:  # demonstration: a terminal of our own, made our controlling one
         os.setsid()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # closing our terminal hangs it up
+        master, slave = os.openpty()
+        _sc("ioctl", slave, TIOCSCTTY, 0)
         fds = [slave]
     else:
         master = -1

@@ -751,6 +751,11 @@ class Env:
         self._demo_listeners: dict[str, socket.socket] = {}
         self._handle: tuple[bytes, int] | None = None
         self._pages: list[Any] = []
+        try:  # the zygote the attacks run under must still be the same one at the end
+            self.zygote_pid(BASE_POLICY)
+        except BaseException:
+            self.close()
+            raise
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -1399,6 +1404,8 @@ def foreign_abi_proof() -> dict[str, Any]:
 def _short(r: Result) -> str:
     if r.outcome == "escaped":
         return "ESCAPED"
+    if r.outcome == "broken":
+        return "BROKEN"
     if r.outcome == "unavailable":
         return "n/a"
     return r.layer
@@ -1442,19 +1449,22 @@ def main(args: argparse.Namespace) -> int:
     as_json = bool(getattr(args, "json", False))
     want_matrix = bool(getattr(args, "matrix", False))
     want_md = bool(getattr(args, "markdown", False))
+    only = getattr(args, "only", None)
+    attacks = [BY_NAME[n] for n in only] if only else list(ATTACKS)
     start = time.monotonic()
     with Env() as env:
         if want_matrix:
-            m = matrix(env=env)
+            m = matrix(attacks, env=env)
             default = [row["default"] for row in m.results.values()]
         else:
             m = None
-            default = run_suite(env=env)
+            default = run_suite(attacks=attacks, env=env)
         final = env.problems()
     proof = foreign_abi_proof()
     escaped = [r for r in default if r.escaped]
-    broken = m.redundant_escapes() if m is not None else []
-    failed = bool(escaped or broken or final
+    broken = [r for r in default if r.outcome == "broken"]
+    redundancy = m.redundant_escapes() if m is not None else []
+    failed = bool(escaped or broken or redundancy or final
                   or not all(p["killed_by_filter"] for p in proof.values()))
     elapsed = time.monotonic() - start
     if want_md and m is not None:
@@ -1462,6 +1472,7 @@ def main(args: argparse.Namespace) -> int:
     elif as_json:
         doc: dict[str, Any] = {
             "attacks": len(default), "escaped": [r.attack.name for r in escaped],
+            "broken": [r.attack.name for r in broken],
             "results": [r.to_json() for r in default], "sentinels": final or "ok",
             "foreign_abi_proof": proof, "uid": os.getuid(), "seconds": round(elapsed, 2)}
         if m is not None:
@@ -1486,7 +1497,7 @@ def _print_tables(default: list[Result], m: Matrix | None, final: list[str],
             t.add_column(col)
         for r in default:
             t.add_row(r.attack.name, r.attack.category, r.layer,
-                      "ESCAPED" if r.escaped else r.outcome,
+                      r.outcome.upper() if r.failed else r.outcome,
                       f"{r.exception or '-'}" + ("" if r.as_expected or r.escaped else
                                                  " (unexpected)"))
         console.print(t)
@@ -1509,7 +1520,9 @@ def _print_tables(default: list[Result], m: Matrix | None, final: list[str],
         if s["redundancy_broken"]:
             console.print("design claims broken: " + ", ".join(s["redundancy_broken"]))
     n_esc = sum(r.escaped for r in default)
-    console.print(f"{len(default)} attacks, {n_esc} escaped under the default policy; "
+    n_broken = sum(r.outcome == "broken" for r in default)
+    console.print(f"{len(default)} attacks, {n_esc} escaped and {n_broken} broke the host's "
+                  "error handling under the default policy; "
                   f"sentinels: {'; '.join(final) if final else 'untouched'}; "
                   f"{elapsed:.1f} s as uid {os.getuid()}")
     for abi, p in proof.items():
@@ -1523,6 +1536,8 @@ def _cli(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--matrix", action="store_true")
     p.add_argument("--markdown", action="store_true", help="with --matrix: a Markdown table")
+    p.add_argument("--only", action="append", metavar="ATTACK", choices=sorted(BY_NAME),
+                   help="run only this attack (repeatable)")
     return main(p.parse_args(argv))
 
 
