@@ -153,17 +153,22 @@ class ZygoteHandle:
                 raise SandboxError(f"cannot import {need} in the sandbox: {reply.get('error')}",
                                    {"modules": need})
             self.imported.update(need)
+            # Processes forked before this import lack the modules: a new generation.
+            self.generation += 1
 
     def spawn(self, channel_fd: int, policy: dict[str, Any], oneshot: bool,
-              inject_failure: str | None = None) -> int:
+              inject_failure: str | None = None) -> tuple[int, int]:
+        """Fork a sandbox; returns (pid, generation): the generation the zygote had when it
+        forked, i.e. which imports the new process holds."""
         with self.lock:
+            generation = self.generation
             reply = self._request_locked(
                 {"op": "spawn", "policy": policy, "oneshot": oneshot,
                  "inject_failure": inject_failure}, (channel_fd,))
         if not reply.get("ok"):
             raise SandboxUnavailable(f"cannot create a sandbox: {reply.get('error')}",
                                      {"feature": "spawn"})
-        return int(reply["pid"])
+        return int(reply["pid"]), generation
 
     def reap(self, pid: int) -> int | None:
         """Exit status of a dead child (blocks until it is dead: call after its pidfd fired)."""

@@ -118,7 +118,7 @@ def spawn_proc(zh: ZygoteHandle, policy: Policy, oneshot: bool,
     """
     host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        pid = zh.spawn(child.fileno(), policy.to_wire(), oneshot, inject_failure)
+        pid, generation = zh.spawn(child.fileno(), policy.to_wire(), oneshot, inject_failure)
     except BaseException:
         host.close()
         raise
@@ -131,6 +131,7 @@ def spawn_proc(zh: ZygoteHandle, policy: Policy, oneshot: bool,
         zh.forget(pid)
         raise
     proc = Proc(zh, pid, host, pidfd, oneshot)
+    proc.generation = generation
     try:
         _await_ready(proc)
     except BaseException:
