@@ -87,7 +87,7 @@ class Outcome:
     def decided(self) -> bool:
         return self.status is not None
 
-    def decide(self, status: Status, reason: str, **evidence: Any) -> bool:
+    def decide(self, status: Status, reason: str, /, **evidence: Any) -> bool:
         """Record a verdict unless one was recorded already. Returns True if it was taken."""
         if self.status is not None:
             return False

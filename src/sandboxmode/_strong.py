@@ -58,6 +58,8 @@ class Proc:
         self.generation = zh.generation
         self.calls = 0
         self.status: int | None = None
+        self.cpu_seconds: float | None = None
+        self.cpu_limit: int | None = None
 
     def fds(self) -> list[int]:
         out = [fd for fd in (self.pidfd, self.listener) if fd is not None]
@@ -84,6 +86,7 @@ class Proc:
             if not self.exited():
                 self.kill()
                 select.select([self.pidfd], [], [])
+            self.cpu_seconds = _cpu_seconds(self.pid)  # a zombie still has its /proc/stat
             self.status = self.zh.reap(self.pid)
             self._close_fds()
         return self.status
@@ -132,6 +135,7 @@ def spawn_proc(zh: ZygoteHandle, policy: Policy, oneshot: bool,
         raise
     proc = Proc(zh, pid, host, pidfd, oneshot)
     proc.generation = generation
+    proc.cpu_limit = None if policy.unsafe_no_rlimits else policy.cpu_seconds
     try:
         _await_ready(proc)
     except BaseException:
@@ -370,6 +374,20 @@ def _last_frame(tb: str) -> str | None:
     return f"{os.path.basename(file)}:{line} in {func}"
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a (dead, unreaped) process, from /proc/PID/stat (proc(5))."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def proc_cpu_limit(proc: Proc) -> float:
+    return float(proc.cpu_limit) if proc.cpu_limit else float("inf")
+
+
 def _died(proc: Proc, outcome: Outcome, detail: str) -> None:
     status = proc.wait_status()
     if status is None:
@@ -382,6 +400,10 @@ def _died(proc: Proc, outcome: Outcome, detail: str) -> None:
         outcome.decide(Status.TIMEOUT, f"CPU time limit reached: {reason}", limit="cpu", **ev)
     elif sig == signal.SIGSYS:
         outcome.decide(Status.VIOLATION, f"forbidden system call: {reason}", **ev)
+    elif sig == signal.SIGKILL and proc.cpu_seconds is not None \
+            and proc.cpu_seconds >= proc_cpu_limit(proc):
+        outcome.decide(Status.TIMEOUT, f"CPU time limit reached: {reason} at the hard limit "
+                       "(SIGXCPU was ignored)", limit="cpu", **ev)
     elif sig == signal.SIGKILL and not outcome.decided:
         outcome.decide(Status.FAULT, f"sandbox process {reason} (not by the sandbox: "
                        "the kernel's OOM killer, a CPU hard limit or another process)", **ev)

@@ -30,26 +30,12 @@ pytestmark = pytest.mark.isolation
 
 ROOT = os.getuid() == 0
 
-_DECIDE = ("core bug (_strong._on_frame): a ProtocolError from codec.decode carries "
-           "evidence {'reason': ...}, which is passed as **kwargs to "
-           "Outcome.decide(status, reason, ...): the host raises TypeError ('got multiple "
-           "values for argument reason') instead of ProtocolError")
-
-#: Attacks that do not end as the contract says, today. Each is reported; the test is
-#: xfail(strict=True) so that it turns red when the core is fixed and the mark remains.
-KNOWN: dict[str, str] = {
-    "sched.getaffinity_host": (
-        "escape (_lockdown/seccomp.py ALLOWED): sched_getaffinity is allowed for any pid, "
-        "so a sandbox can probe which host pids exist and read their CPU masks; allow it "
-        "only for pid 0 (or SELF_PLACEHOLDER) in ARG_RULES"),
-    "out.forged_pickle_frame": _DECIDE,
-    "out.forged_ext_frame": _DECIDE,
-    "out.many_frames": _DECIDE,
-    "res.cpu_spin_ignore_sigxcpu": (
-        "core bug (_strong._died): a sandbox that ignores SIGXCPU is killed by the "
-        "RLIMIT_CPU hard limit (SIGKILL) and reported as SandboxFault ('not by the "
-        "sandbox: OOM killer...') instead of SandboxTimeout(limit='cpu')"),
-}
+#: Attacks that do not end as the contract says, today: name -> the core finding. Each
+#: is marked xfail(strict=True), so the test turns red when the core is fixed and the
+#: mark remains. (Found by this suite and fixed since: sched_getaffinity allowed for any
+#: pid; ProtocolError evidence with a "reason" key crashing Outcome.decide with a
+#: TypeError; SIGKILL at the RLIMIT_CPU hard limit reported as a fault, not a timeout.)
+KNOWN: dict[str, str] = {}
 
 
 def _param(a: Attack) -> object:

@@ -123,7 +123,6 @@ ALLOWED: Final[tuple[str, ...]] = (
     "getrlimit",
     "uname",  # platform/os.uname; the UTS namespace shows a fixed host name
     "getcwd",  # "/" of the empty root
-    "sched_getaffinity",
     "sched_yield",
     # Time. Usually served by the vDSO; the syscall remains for CPU-time clocks
     # (time.process_time) and as the vDSO's fallback.
@@ -187,6 +186,8 @@ ARG_RULES: Final[tuple[tuple[str, tuple[Cmp, ...]], ...]] = (
     ),
     # getrlimit() is prlimit64(0, res, NULL, &old) in glibc: read-only, on self.
     ("prlimit64", (Cmp(0, scmp.SCMP_CMP_EQ, 0), Cmp(2, scmp.SCMP_CMP_EQ, 0))),
+    # os.sched_getaffinity(0): on self only; any other pid would probe the host's pids.
+    ("sched_getaffinity", (Cmp(0, scmp.SCMP_CMP_EQ, 0),)),
     # Signals to self only (see the module docstring; `bind_self` fills in the pid).
     ("kill", (Cmp(0, scmp.SCMP_CMP_EQ, _SELF),)),
     ("tkill", (Cmp(0, scmp.SCMP_CMP_EQ, _SELF),)),
