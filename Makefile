@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/sbm demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests $(wildcard benchmarks scripts)
 	$(BIN)/mypy
 
 test: lint
