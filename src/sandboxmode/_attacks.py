@@ -856,9 +856,15 @@ def sysv_shm() -> str:
 
 def _private(flags: int) -> None:
     """Demonstrations only: a throwaway namespace so nothing changes on the machine."""
-    if os.getuid() != 0:
+    uid, gid = os.getuid(), os.getgid()
+    if uid != 0:
         flags |= CLONE_NEWUSER
     _sc("unshare", flags)
+    if flags & CLONE_NEWUSER:  # map ourselves, or new files would have no owner
+        for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"),
+                           ("gid_map", f"0 {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
     if flags & CLONE_NEWNS:
         libc.check(libc.mount(b"none", b"/", None, libc.MS_REC | libc.MS_PRIVATE, None),
                    "mount(MS_PRIVATE)")
@@ -930,10 +936,13 @@ def setuid_root() -> str:
     return f"setuid(0): capabilities {caps:#x}"
 
 
+CAP_SYS_ADMIN: Final = 21
+
+
 def capset_all(mask: int) -> str:
-    """capset(2) to the capabilities ``mask`` (the host's: what a root host holds)."""
-    if not mask:
-        raise Contained("the host holds no capability to take")
+    """capset(2) to the capabilities ``mask`` (the host's: what a root host holds; for
+    an unprivileged host, CAP_SYS_ADMIN, which it does not hold either)."""
+    mask = mask or 1 << CAP_SYS_ADMIN
     header = libc.CapHeader(libc.LINUX_CAPABILITY_VERSION_3, 0)
     data = (libc.CapData * 2)()
     for i, d in enumerate(data):
