@@ -74,6 +74,22 @@ _ids = itertools.count(1)
 _REKILL = 0.05
 
 _ = _spawner  # imported first so that its atexit hook (zygote shutdown) runs after ours
+_cores: weakref.WeakSet[_Core] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child has none of its parent's worker threads nor sandboxes: its copies
+    # of the parent's pools are closed (SandboxClosed) instead of hanging on submit.
+    for core in list(_cores):
+        core.closed = True
+        core.killing = True
+        core.threads = []
+        core.running = set()
+        core.spares = []
+        core.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Work:
@@ -440,6 +456,7 @@ class Pool:
         # once per item. The first worker adopts it.
         first = Sandbox(policy, isolation=isolation, require=require, max_calls=max_calls)
         self._core = _Core(processes, first.policy, first.isolation, max_calls, timeout, first)
+        _cores.add(self._core)
         self._finalizer = weakref.finalize(self, self._core.shutdown, False)
 
     @property
