@@ -37,9 +37,16 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     before_threads = _threads()
     census = _spawner.census()
     yield
-    after = _spawner.census()
+    # A still picture: spares are not refilled while we look (their refill thread would
+    # otherwise open descriptors between the census and the listing).
+    _spawner.spares.pause()
+    try:
+        after = _spawner.census()
+        current = _fds()
+    finally:
+        _spawner.spares.resume()
     zygote_fds = set(after["fds"]) | set(census["fds"])
-    leaked = {fd: target for fd, target in _fds().items()
+    leaked = {fd: target for fd, target in current.items()
               if fd not in before_fds and fd not in zygote_fds}
     assert not leaked, f"descriptors leaked: {leaked}"
     assert after["children"] == [], f"sandbox processes left alive: {after['children']}"
