@@ -1434,6 +1434,18 @@ def markdown(m: Matrix) -> str:
         design = ", ".join(a.effective_layers(m.root, m.landlock_abi))
         cells = [f"`{name}`", design, *(_short(row[c]) for c in configs)]
         lines.append("| " + " | ".join(cells) + " |")
+    s = _summary(m)
+    lines += ["", f"{s['attacks']} attacks, run as uid {os.getuid()} (Landlock ABI "
+              f"{m.landlock_abi}). Stopped under the default policy by: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(s["stopped_under_default_by"].items(),
+                                                        key=lambda kv: -kv[1])) + ".", ""]
+    for c in configs:
+        names = s["escaped_per_config"].get(c, [])
+        lines.append(f"- escaped with {_config_label(c)}: {len(names)}"
+                     + (f" ({', '.join(names)})." if names else "."))
+    broken = s["redundancy_broken"]
+    lines.append("- attacks the design says several layers stop that escaped with one of "
+                 f"them off: {', '.join(broken) if broken else 'none'}.")
     return "\n".join(lines) + "\n"
 
 
