@@ -24,7 +24,6 @@ the standard library and sandboxmode's child-side modules.
 from __future__ import annotations
 
 import ctypes
-import errno
 import gc
 import mmap
 import os
@@ -138,16 +137,6 @@ def _find_secret(data: bytes | str, prefix: str) -> str | None:
     text = data.decode("latin-1") if isinstance(data, bytes) else data
     m = re.search(re.escape(prefix) + SECRET_RE, text)
     return m.group(0) if m else None
-
-
-def _buffer_address(buf: Any) -> int:
-    """Address of the first byte of a buffer (read-only ones too)."""
-    view = memoryview(buf)
-    if view.readonly:
-        # ctypes refuses read-only buffers; from_buffer of a cast view of the same
-        # memory is not possible either, so ask the buffer protocol directly.
-        return _readonly_address(view)
-    return ctypes.addressof(ctypes.c_char.from_buffer(view))
 
 
 class _PyBuffer(ctypes.Structure):
@@ -1412,5 +1401,3 @@ def nested_run_bypass() -> Any:
     _child.IN_SANDBOX = False
     return sandboxmode.run(ping)
 
-
-_ = errno  # re-exported constants are looked up by the suite's evidence checks

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import dataclasses
 import errno
 import functools
 import json
@@ -54,7 +53,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -1568,8 +1567,6 @@ def _cli(argv: Sequence[str] | None = None) -> int:
                    help="run only this attack (repeatable)")
     return main(p.parse_args(argv))
 
-
-_ = (Iterator, dataclasses)
 
 if __name__ == "__main__":
     sys.exit(_cli())

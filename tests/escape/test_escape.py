@@ -190,14 +190,28 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(p["killed_by_filter"] for p in doc["foreign_abi_proof"].values())
 
 
-def test_cli_table_and_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
-    """Exit code 1 when something escapes: the known sched_getaffinity leak does, today."""
+def test_cli_table_and_exit_code(capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table per attack; exit code 0, and 1 as soon as one attack escaped."""
     only = ["fs.read_secret_file", "sched.getaffinity_host"]
-    code = selftest.main(argparse.Namespace(json=False, matrix=False, only=only))
+    assert selftest.main(argparse.Namespace(json=False, matrix=False, only=only)) == 0
     out = capsys.readouterr().out
     assert "fs.read_secret_file" in out and "killed by SIGSYS" in out
-    leaks = "ESCAPED" in out
-    assert code == (1 if leaks else 0)
+    assert "0 escaped" in out and "sentinels: untouched" in out
+
+    real = selftest.run_attack
+
+    def escaping(attack: Attack, env: Env, config: str = "default",
+                 overrides: object = None) -> selftest.Result:
+        r = real(attack, env, config)
+        if attack.name == "sched.getaffinity_host":  # pretend the filter let it through
+            r.outcome, r.layer, r.message = "escaped", "-", "the attack returned: ..."
+        return r
+
+    monkeypatch.setattr(selftest, "run_attack", escaping)
+    assert selftest.main(argparse.Namespace(json=False, matrix=False, only=only)) == 1
+    out = capsys.readouterr().out
+    assert "ESCAPED" in out and "1 escaped" in out
 
 
 def test_cli_matrix_markdown(capsys: pytest.CaptureFixture[str]) -> None:
