@@ -147,15 +147,24 @@ _PathNode = tuple["_PathNode | None", object, bool]
 _Container = list[object] | tuple[object, ...] | dict[object, object]
 
 
+def _short_repr(value: object) -> str:
+    """``repr`` for error messages: at most 60 characters, and never raises for huge ints."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond sys.get_int_max_str_digits()
+        return f"<int of {value.bit_length() if isinstance(value, int) else '?'} bits>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _render_path(root: str, node: _PathNode | None) -> str:
     """Render a path such as ``result[3]['x']<key 0>[1]`` from a chain of path nodes."""
     parts: list[str] = []
     while node is not None:
         parent, step, is_key = node
         if is_key:
-            parts.append(f"<key {step!r}>")
+            parts.append(f"<key {_short_repr(step)}>")
         else:
-            parts.append(f"[{step!r}]")
+            parts.append(f"[{_short_repr(step)}]")
         node = parent
     parts.reverse()
     if len(parts) > 16:  # a reference cycle, say
