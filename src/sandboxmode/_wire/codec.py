@@ -66,7 +66,7 @@ __all__ = [
     "encode",
 ]
 
-MiB: Final = 1024 * 1024
+_MIB: Final = 1024 * 1024
 
 EXT_BIGINT: Final = 1
 """msgpack ext type of integers outside ``-2**63 .. 2**64 - 1`` (signed big-endian bytes)."""
@@ -98,11 +98,11 @@ class Limits:
             that is 65,536 bits). Integers in ``-2**63 .. 2**64 - 1`` always pass.
     """
 
-    max_bytes: int = 64 * MiB
+    max_bytes: int = 64 * _MIB
     max_depth: int = 64
     max_items: int = 1_000_000
-    max_str: int = 16 * MiB
-    max_bin: int = 64 * MiB
+    max_str: int = 16 * _MIB
+    max_bin: int = 64 * _MIB
     max_int_bytes: int = 8192
 
     def __post_init__(self) -> None:
