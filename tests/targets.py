@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from sandboxmode._ffi.pybuffer import buffer_address
+
 PAGE = mmap.PAGESIZE
 
 # Host objects the matrix's rows 5, 6 and 8 try to reach.
@@ -20,31 +22,9 @@ HOST_GLOBAL = bytearray(b"host-global")
 HOST_LIST: list[int] = [1, 2, 3]
 
 
-class _PyBuffer(ctypes.Structure):
-    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.py_object), ("len", ctypes.c_ssize_t),
-                ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int),
-                ("ndim", ctypes.c_int), ("format", ctypes.c_char_p),
-                ("shape", ctypes.c_void_p), ("strides", ctypes.c_void_p),
-                ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p)]
-
-
-_get = ctypes.pythonapi.PyObject_GetBuffer
-_get.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
-_get.restype = ctypes.c_int
-_release = ctypes.pythonapi.PyBuffer_Release
-_release.argtypes = [ctypes.POINTER(_PyBuffer)]
-_release.restype = None
-
-
 def address(buf: Any) -> int:
     """The address of a buffer's first byte (works for read-only buffers too)."""
-    b = _PyBuffer()
-    if _get(buf, ctypes.byref(b), 0) != 0:
-        raise TypeError("not a buffer")
-    try:
-        return int(b.buf or 0)
-    finally:
-        _release(ctypes.byref(b))
+    return buffer_address(buf)
 
 
 def poke(addr: int, value: int = 0x41) -> None:

@@ -38,6 +38,7 @@ import time
 from typing import Any, Final
 
 from sandboxmode._ffi import libc
+from sandboxmode._ffi.pybuffer import buffer_address
 from sandboxmode._wire import codec
 from sandboxmode._wire.frame import HEADER, MAGIC, FrameKind, send_frame
 
@@ -139,30 +140,7 @@ def _find_secret(data: bytes | str, prefix: str) -> str | None:
     return m.group(0) if m else None
 
 
-class _PyBuffer(ctypes.Structure):
-    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.py_object), ("len", ctypes.c_ssize_t),
-                ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int),
-                ("ndim", ctypes.c_int), ("format", ctypes.c_char_p),
-                ("shape", ctypes.c_void_p), ("strides", ctypes.c_void_p),
-                ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p)]
-
-
-_get_buffer = ctypes.pythonapi.PyObject_GetBuffer
-_get_buffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
-_get_buffer.restype = ctypes.c_int
-_release_buffer = ctypes.pythonapi.PyBuffer_Release
-_release_buffer.argtypes = [ctypes.POINTER(_PyBuffer)]
-_release_buffer.restype = None
-
-
-def _readonly_address(obj: Any) -> int:
-    b = _PyBuffer()
-    if _get_buffer(obj, ctypes.byref(b), 0) != 0:
-        raise TypeError("not a buffer")
-    try:
-        return int(b.buf or 0)
-    finally:
-        _release_buffer(ctypes.byref(b))
+_readonly_address = buffer_address
 
 
 class _Code:

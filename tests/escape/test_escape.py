@@ -35,15 +35,11 @@ ROOT = os.getuid() == 0
 #: mark remains. (Found by this suite and fixed since: sched_getaffinity allowed for any
 #: pid; ProtocolError evidence with a "reason" key crashing Outcome.decide with a
 #: TypeError; SIGKILL at the RLIMIT_CPU hard limit reported as a fault, not a timeout.)
-KNOWN: dict[str, str] = {
-    "mem.write_input_native": "under investigation: failed in a clean clone at the end of "
-                              "the session (input write not reported as SandboxFault)",
-    "mem.mprotect_input_writable": "under investigation: as mem.write_input_native",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _param(a: Attack) -> object:
-    marks = [pytest.mark.xfail(reason=KNOWN[a.name], strict=False)] if a.name in KNOWN else []
+    marks = [pytest.mark.xfail(reason=KNOWN[a.name], strict=True)] if a.name in KNOWN else []
     return pytest.param(a, id=a.name, marks=marks)
 
 
