@@ -85,7 +85,7 @@ def _after_fork_in_child() -> None:
         core.killing = True
         core.threads = []
         core.running = set()
-        core.spares = []
+        core.unused = []
         core.lock = threading.Lock()
 
 
@@ -127,7 +127,7 @@ class _Core:
         self.closed = False
         self.killing = False
         self.running: set[_Work] = set()
-        self.spares: list[Sandbox] = [first]
+        self.unused: list[Sandbox] = [first]  # made in __init__, adopted by a worker
 
     # -- submission --------------------------------------------------------------------
 
@@ -166,8 +166,8 @@ class _Core:
 
     def _new_box(self) -> Sandbox:
         with self.lock:
-            if self.spares:
-                return self.spares.pop()
+            if self.unused:
+                return self.unused.pop()
         return Sandbox(self.policy, isolation=self.isolation, max_calls=self.max_calls)
 
     def _run(self, work: _Work, box: Sandbox | None) -> Sandbox | None:
@@ -281,8 +281,8 @@ class _Core:
                 if t is not me:
                     t.join()
             with self.lock:
-                spares, self.spares = self.spares, []
-            for box in spares:
+                unused, self.unused = self.unused, []
+            for box in unused:
                 box.destroy()
 
 
