@@ -50,6 +50,9 @@ class ZygoteHandle:
 
     def ensure_running(self) -> None:
         """Start the zygote, or restart it if it died. Caller holds no lock."""
+        if self.alive():
+            # Fast path without the lock, which a spare being made may hold for a while.
+            return
         with self.lock:
             if self.alive():
                 return
@@ -144,6 +147,8 @@ class ZygoteHandle:
 
     def ensure_imported(self, modules: list[str]) -> None:
         """Import modules in the zygote (trusted host code) before forking sandboxes."""
+        if all(m in self.imported for m in modules):
+            return  # fast path, no lock
         with self.lock:
             need = [m for m in modules if m not in self.imported]
             if not need:
@@ -269,13 +274,19 @@ class Spares:
                 del self.wanted[old]
                 stale += self.ready.pop(old, [])
             self.wanted[key] = (zh, policy, oneshot)
+        for p in stale:
+            p.close()
+        return proc
+
+    def kick(self) -> None:
+        """Refill now. Called when a call has finished, not when a spare is taken: making a
+        spare (a fork in the zygote, a lockdown in the child) would otherwise compete for
+        the CPU with the very call it replaces."""
+        with self.cond:
             if self.thread is None and not self.closed:
                 self.thread = threading.Thread(target=self._run, name="sbm-spares", daemon=True)
                 self.thread.start()
             self.cond.notify_all()
-        for p in stale:
-            p.close()
-        return proc
 
     def _needed(self) -> Any:
         for key, spec in self.wanted.items():
@@ -298,6 +309,8 @@ class Spares:
             try:
                 proc = spawn_proc(zh, policy, oneshot)
             except BaseException:
+                if proc is not None:
+                    proc.close()
                 proc = None
             with self.cond:
                 self.busy = False
@@ -461,6 +474,7 @@ class StrongBackend:
                                   or (self.max_calls is not None and p.calls >= self.max_calls)):
                 p.close()
                 self.proc = None
+            spares.kick()
 
     def commit(self) -> None:
         from sandboxmode._buffers import CallBuffers
