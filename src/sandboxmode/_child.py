@@ -281,15 +281,9 @@ def _warm_up(limits: codec.Limits) -> None:
         _traceback_text(e)
 
 
-#: Set when the frame just served was the host's warm-up call, which a one-shot sandbox
-#: does not count as its one call.
+#: Set when the frame just served was a PING, which a one-shot sandbox does not count
+#: as its one call.
 _WARM = [False]
-
-
-def warm_target(data: memoryview, out: memoryview) -> Any:
-    """What the host's warm-up call runs: touches the call path's pages once."""
-    out[: len(data)] = data
-    return {"n": len(data), "ok": [1, 2.0, "three", b"four", None, True, (5,)]}
 
 
 def _serve_one(sock: Any, denier: _DenyImports, limits: codec.Limits) -> None:
@@ -310,7 +304,6 @@ def _serve_one(sock: Any, denier: _DenyImports, limits: codec.Limits) -> None:
             views = [m.view for m in mappings]
             args, kwargs = _CallUnpickler(call["args"], views).load()
             target = _resolve(call["module"], call["qualname"])
-            _WARM[0] = call.get("warm") is True and target is warm_target
         except BaseException as e:
             if denier.denied:
                 _send_fault(sock, "import", f"import of {denier.denied[0]!r} inside the "
