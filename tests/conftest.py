@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,18 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     assert not new_threads, f"threads leaked: {new_threads}"
     if "zygote_may_change" not in request.keywords and census["zygotes"] and after["zygotes"]:
         assert census["zygotes"] == after["zygotes"], "a zygote died during the test"
+
+
+def assert_plain(value: Any) -> None:
+    """Only None, bool, int, float, str, bytes, list and dict with str keys, all the way down
+    (what the parsers promise, so that results cross the codec unchanged)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            assert all(type(k) is str for k in item), item.keys()
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            assert item is None or type(item) in (bool, int, float, str, bytes), type(item)

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from sandboxmode._attacks import deep_result as deep_result
+from sandboxmode._attacks import huge_result
 from sandboxmode._ffi.pybuffer import buffer_address
 
 PAGE = mmap.PAGESIZE
@@ -186,15 +188,7 @@ def eat_memory() -> int:
         hog.append(bytearray(16 << 20))
 
 
-def big_result(n: int) -> bytes:
-    return b"x" * n
-
-
-def deep_result(depth: int) -> Any:
-    v: Any = 0
-    for _ in range(depth):
-        v = [v]
-    return v
+big_result = huge_result  # one home for the codec-bomb targets: sandboxmode._attacks
 
 
 def not_plain() -> Any:

@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import assert_plain
 from sandboxmode.parsers import apparmor
 from sandboxmode.parsers.apparmor import (
     AppArmorError,
@@ -69,18 +70,7 @@ def _load(ref: Path, variant: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return reference, unpack(blob)
 
 
-def _assert_plain(value: Any) -> None:
-    """Only None, bool, int, float, str, bytes, list and dict (str keys), all the way down."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            assert all(type(k) is str for k in item), item.keys()
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        else:
-            assert item is None or type(item) in (bool, int, float, str, bytes), type(item)
+_assert_plain = assert_plain
 
 
 # --------------------------------------------------------------------------- reference

@@ -41,6 +41,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import assert_plain
 from sandboxmode.parsers import openpgp
 from sandboxmode.parsers.openpgp import (
     ArmorError,
@@ -362,18 +363,7 @@ MALFORMED: dict[str, tuple[type[OpenPGPError], str] | None] = {
 }
 
 
-def _assert_plain(value: Any) -> None:
-    """Only None, bool, int, float, str, bytes, list and dict with str keys."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            assert all(type(k) is str for k in item), item.keys()
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        else:
-            assert item is None or type(item) in (bool, int, float, str, bytes), type(item)
+_assert_plain = assert_plain
 
 
 # ---------------------------------------------------------------------------------------------
