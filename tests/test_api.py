@@ -10,7 +10,8 @@ import pytest
 import sandboxmode as sbm
 
 EXPORTS = {
-    "Isolation", "Policy", "PolicyViolation", "ProtocolError", "Sandbox", "SandboxClosed",
+    "Isolation", "Policy", "PolicyViolation", "ProtocolError", "Sandbox", "SandboxCancelled",
+    "SandboxClosed",
     "SandboxError", "SandboxFault", "SandboxMemoryError", "SandboxTimeout",
     "SandboxUnavailable", "SharedBuffer", "TargetError", "run", "sandboxed", "Pool",
 }
@@ -27,6 +28,7 @@ def test_exports_are_pinned() -> None:
     (sbm.SandboxTimeout, errno.ETIMEDOUT), (sbm.SandboxMemoryError, errno.ENOMEM),
     (sbm.ProtocolError, errno.EPROTO), (sbm.SandboxUnavailable, errno.ENOSYS),
     (sbm.SandboxClosed, errno.EBADF), (sbm.TargetError, 0),
+    (sbm.SandboxCancelled, errno.ECANCELED),
 ])
 def test_exception_tree(exc: type[sbm.SandboxError], code: int) -> None:
     assert issubclass(exc, sbm.SandboxError)

@@ -10,6 +10,7 @@ from sandboxmode._buffers import SharedBuffer
 from sandboxmode._errors import (
     PolicyViolation,
     ProtocolError,
+    SandboxCancelled,
     SandboxClosed,
     SandboxError,
     SandboxFault,
@@ -29,6 +30,7 @@ __all__ = [
     "PolicyViolation",
     "ProtocolError",
     "Sandbox",
+    "SandboxCancelled",
     "SandboxClosed",
     "SandboxError",
     "SandboxFault",

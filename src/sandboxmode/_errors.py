@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "PolicyViolation",
     "ProtocolError",
+    "SandboxCancelled",
     "SandboxClosed",
     "SandboxError",
     "SandboxFault",
@@ -131,6 +132,16 @@ class TargetError(SandboxError):
     @property
     def remote_traceback(self) -> str:
         return str(self.evidence.get("traceback", ""))
+
+
+class SandboxCancelled(SandboxError):
+    """You cancelled the call (``Sandbox.cancel()``, an ``asyncio`` cancellation, a pool
+    terminated): its sandbox process was killed and reaped. Not sticky: the next call of
+    the instance gets a fresh process. Not raised for timeouts (`SandboxTimeout`).
+    """
+
+    errno = _errno.ECANCELED
+    sticky = False
 
 
 class SandboxUnavailable(SandboxError):

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import enum
 import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from sandboxmode._errors import (
     PolicyViolation,
     ProtocolError,
+    SandboxCancelled,
     SandboxError,
     SandboxFault,
     SandboxMemoryError,
@@ -36,6 +38,7 @@ class Status(enum.Enum):
     TIMEOUT = "timeout"
     MEMORY = "memory"
     PROTOCOL = "protocol"
+    CANCELLED = "cancelled"
 
 
 _EXC: dict[Status, type[SandboxError]] = {
@@ -45,6 +48,7 @@ _EXC: dict[Status, type[SandboxError]] = {
     Status.TIMEOUT: SandboxTimeout,
     Status.MEMORY: SandboxMemoryError,
     Status.PROTOCOL: ProtocolError,
+    Status.CANCELLED: SandboxCancelled,
 }
 
 
@@ -82,6 +86,8 @@ class Outcome:
     status: Status | None = None
     reason: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)
+    # decide() may be called from a cancelling thread while the supervisor decides.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def decided(self) -> bool:
@@ -89,10 +95,11 @@ class Outcome:
 
     def decide(self, status: Status, reason: str, /, **evidence: Any) -> bool:
         """Record a verdict unless one was recorded already. Returns True if it was taken."""
-        if self.status is not None:
-            return False
-        self.status, self.reason, self.evidence = status, reason, dict(evidence)
-        return True
+        with self.lock:
+            if self.status is not None:
+                return False
+            self.status, self.reason, self.evidence = status, reason, dict(evidence)
+            return True
 
     def add(self, **evidence: Any) -> None:
         """Add evidence to the verdict already taken (e.g. the traceback that followed)."""

@@ -37,6 +37,7 @@ from sandboxmode._buffers import (
 )
 from sandboxmode._errors import (
     ProtocolError,
+    SandboxCancelled,
     SandboxClosed,
     SandboxError,
     SandboxUnavailable,
@@ -179,6 +180,8 @@ class Sandbox:
         self._error = 0
         self._sticky_exc: SandboxError | None = None
         self._closed = False
+        self._active = 0  # calls in progress or about to start (acall), for cancel()
+        self._active_lock = threading.Lock()
         self._lock = threading.Lock()
         self._backend: Any = None
         self.policy = policy if policy is not None else Policy()
@@ -305,6 +308,24 @@ class Sandbox:
             raise SandboxError("calling into a sandbox from inside one is refused (SPEC-24)",
                                {"reason": "nesting"})
         tmo = self.policy.timeout if isinstance(timeout, EllipsisType) else timeout
+        self._enter()
+        try:
+            return self._call(f, args, kwargs, validate, tmo)
+        finally:
+            self._leave()
+
+    def _enter(self) -> None:
+        with self._active_lock:
+            self._active += 1
+
+    def _leave(self) -> None:
+        with self._active_lock:
+            self._active -= 1
+            if self._active == 0 and self._backend is not None:
+                self._backend.cancel_requested = False  # a cancel ends one call, no more
+
+    def _call(self, f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+              validate: Callable[[Any], Any] | None, tmo: float | None) -> Any:
         with self._lock:  # concurrent calls on one instance are serialised (SPEC-24)
             if self._closed or self._backend is None:
                 raise SandboxClosed("this sandbox was destroyed", {"error": self._error})
@@ -335,13 +356,26 @@ class Sandbox:
             raise exc
 
     async def acall(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """`call` for asyncio: runs in a worker thread; cancelling the task kills the
-        sandbox process (the instance then fails with SandboxTimeout-free SandboxClosed)."""
+        """`call` for asyncio: runs in a worker thread. Cancelling the task ends the call
+        at once, even if it had not started yet: its process is killed and reaped, and the
+        task sees `asyncio.CancelledError` (SPEC-23). The instance stays usable."""
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, functools.partial(self.call, f, *args, **kwargs))
+        token = {"cancelled": False}
+
+        def work() -> Any:
+            self._enter()  # from here on, cancel() reaches this call
+            try:
+                if token["cancelled"]:
+                    raise SandboxCancelled("the call was cancelled before it started")
+                return self.call(f, *args, **kwargs)
+            finally:
+                self._leave()
+
+        fut = loop.run_in_executor(None, work)
         try:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
+            token["cancelled"] = True
             self.cancel()
             try:
                 await fut
@@ -350,11 +384,15 @@ class Sandbox:
             raise
 
     def cancel(self) -> None:
-        """End the current call at once (from another thread): the process is killed, the
-        call fails with `SandboxFault` and the instance is sticky."""
+        """End the current call, if any, at once (thread-safe): its process is killed and
+        reaped and the call raises `SandboxCancelled`; the cause is recorded before the
+        kill. Not sticky: the next call gets a fresh process. No effect on WEAK/NONE,
+        which cannot interrupt code running in the caller's own process."""
         backend = self._backend
         if backend is not None:
-            backend.cancel()
+            with self._active_lock:
+                busy = self._active > 0
+            backend.cancel(busy)
 
 
 def run(f: Callable[..., Any], *args: Any, policy: Policy | None = None,

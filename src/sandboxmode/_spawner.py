@@ -313,16 +313,17 @@ class Spares:
                     proc.close()
                 proc = None
             with self.cond:
-                self.busy = False
                 if proc is not None and key in self.wanted and not self.closed \
                         and key[1] == zh.generation:
                     self.ready.setdefault(key, []).append(proc)
                     proc = None
                 elif proc is None:
                     self.wanted.pop(key, None)  # failing to make spares: stop trying
-                self.cond.notify_all()
             if proc is not None:
-                proc.close()
+                proc.close()  # not wanted any more; still "busy" until it is let go
+            with self.cond:
+                self.busy = False
+                self.cond.notify_all()
 
     def pause(self) -> None:
         """Stop refilling and wait for an in-flight spawn (leak checks need a still
@@ -420,13 +421,15 @@ class StrongBackend:
         self.limits = codec.Limits(max_bytes=policy.max_result_bytes,
                                    max_depth=policy.max_depth, max_items=policy.max_items)
         self.inject_failure: str | None = None  # tests: fail this lockdown step
-        self._cancel_lock = threading.Lock()
+        self.cancel_requested = False
+        self.outcome: Outcome | None = None  # of the call in progress, for cancel()
 
     def _proc(self, zh: ZygoteHandle) -> Any:
         from sandboxmode._strong import spawn_proc
 
         p = self.proc
-        if p is not None and (p.generation != zh.generation or p.pidfd is None):
+        if p is not None and (p.generation != zh.generation or p.pidfd is None
+                              or p.killed or p.exited()):
             p.close()
             self.proc = p = None
         if p is None and self.inject_failure is None:
@@ -447,12 +450,19 @@ class StrongBackend:
         zh.ensure_imported([module, *self.policy.preload])
         bufs = CallBuffers(handles)
         proc = None
+        self.outcome = outcome
         try:
             proc = self._proc(zh)
+            if self.cancel_requested:
+                # cancel() came before there was a process to kill
+                outcome.decide(Status.CANCELLED, "the call was cancelled",
+                               cause="cancelled")
             frame = pickle.dumps({"module": module, "qualname": qualname, "args": args_bytes,
                                   "buffers": bufs.spec()}, protocol=pickle.HIGHEST_PROTOCOL)
-            result = supervise(proc, frame, bufs.fds, self.policy, outcome, self.limits,
-                               timeout)
+            result = None
+            if not outcome.decided:
+                result = supervise(proc, frame, bufs.fds, self.policy, outcome, self.limits,
+                                   timeout)
             bufs.release_sent()
             if outcome.status is Status.OK:
                 try:
@@ -468,8 +478,12 @@ class StrongBackend:
                 self.proc = None
             raise
         finally:
+            self.outcome = None
             bufs.close()
             p = self.proc
+            if outcome.status is Status.CANCELLED and p is not None:
+                p.close()
+                self.proc = p = None
             if p is not None and (p.pidfd is None or p.oneshot
                                   or (self.max_calls is not None and p.calls >= self.max_calls)):
                 p.close()
@@ -491,7 +505,15 @@ class StrongBackend:
             self.proc.close()
             self.proc = None
 
-    def cancel(self) -> None:
+    def cancel(self, busy: bool = True) -> None:
+        """From any thread: record the verdict first, then kill (first verdict wins).
+        With no call in progress (``busy`` False) only the idle process is ended."""
+        if busy:
+            self.cancel_requested = True
+        outcome = self.outcome
+        if outcome is not None:
+            outcome.decide(Status.CANCELLED, "the call was cancelled; its sandbox process "
+                           "was killed", cause="cancelled")
         p = self.proc
         if p is not None:
             p.kill()

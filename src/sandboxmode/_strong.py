@@ -24,6 +24,7 @@ import re
 import select
 import signal
 import socket
+import threading
 import time
 from typing import Any
 
@@ -58,6 +59,8 @@ class Proc:
         self.generation = zh.generation
         self.calls = 0
         self.status: int | None = None
+        self.lock = threading.Lock()
+        self.killed = False  # kill() was called: never hand this process a call again
         self.cpu_seconds: float | None = None
         self.cpu_limit: int | None = None
 
@@ -74,11 +77,15 @@ class Proc:
         return bool(r)
 
     def kill(self) -> None:
-        if self.pidfd is not None:
-            try:
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """Thread-safe (cancel() calls it from other threads): the pidfd cannot be closed,
+        and its number reused by another sandbox, between the check and the signal."""
+        with self.lock:
+            self.killed = True
+            if self.pidfd is not None:
+                try:
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def wait_status(self) -> int | None:
         """Kill if needed, wait for death, and get the exit status from the zygote."""
@@ -107,9 +114,10 @@ class Proc:
         if self.listener is not None:
             os.close(self.listener)
             self.listener = None
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
+        with self.lock:
+            if self.pidfd is not None:
+                os.close(self.pidfd)
+                self.pidfd = None
 
 
 def spawn_proc(zh: ZygoteHandle, policy: Policy, oneshot: bool,

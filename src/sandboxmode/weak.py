@@ -68,6 +68,7 @@ def _shared_view(h: BufferHandle) -> memoryview:
 
 class _InProcess:
     copies_buffers = True
+    cancel_requested = False
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -146,7 +147,7 @@ class _InProcess:
     def broken(self) -> None:
         pass
 
-    def cancel(self) -> None:
+    def cancel(self, busy: bool = True) -> None:
         pass
 
     def close(self) -> None:
