@@ -149,29 +149,6 @@ def _spares_idle() -> bool:
         return not _spawner.spares.busy and _spawner.spares._needed() is None
 
 
-@pytest.fixture(autouse=True)
-def _stale_spares_stopped() -> Iterator[None]:
-    """Work-around for a core bug, until it is fixed (see
-    `test_spares_settle_after_the_zygote_generation_changes`): a zygote restart leaves
-    the spare maker forking and killing sandboxes for the old generation in a loop, and
-    it kills each one just after it stopped counting as busy, so the leak check can catch
-    one alive. These tests restart zygotes on purpose: they stop that loop (forget every
-    spare key) before the leak check looks, and give a straggler a moment to be let go.
-    The leak check itself is untouched."""
-    yield
-    _spawner.spares.pause()
-    try:
-        _spawner.spares.clear()
-    finally:
-        _spawner.spares.resume()
-    deadline = time.monotonic() + 1.0
-    while _spawner.census()["children"] and time.monotonic() < deadline:
-        time.sleep(0.001)
-
-
-# -- processes killed or stopped mid-call ---------------------------------------------------
-
-
 def _kill_zygote(r: Running) -> None:
     os.kill(r.zygote, signal.SIGKILL)
 
@@ -384,15 +361,10 @@ def _names_descriptors(e: BaseException) -> bool:
         isinstance(cause, OSError) and cause.errno == errno.EMFILE)
 
 
-_UNTYPED = ("core bug: the host's EMFILE escapes as a bare OSError instead of a "
-            "SandboxError (SPEC-1, SPEC §4)")
-
 # (where the descriptors run out, descriptors left, with an output buffer)
 SET_UP: list[Any] = [
-    pytest.param(0, True, id="output buffer memfd",
-                 marks=pytest.mark.xfail(strict=True, raises=OSError, reason=_UNTYPED)),
-    pytest.param(1, False, id="channel socketpair",
-                 marks=pytest.mark.xfail(strict=True, raises=OSError, reason=_UNTYPED)),
+    pytest.param(0, True, id="output buffer memfd"),
+    pytest.param(1, False, id="channel socketpair"),
     pytest.param(2, False, id="seccomp listener received with SCM_RIGHTS"),
 ]
 
@@ -422,12 +394,8 @@ def test_host_with_descriptors_for_one_sandbox_only() -> None:
 
 @pytest.mark.zygote_may_change
 @pytest.mark.parametrize("free", [
-    pytest.param(0, id="no descriptor left",
-                 marks=pytest.mark.xfail(strict=True, raises=OSError, reason=_UNTYPED)),
-    pytest.param(1, id="too few for the zygote's Popen",
-                 marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-                     "core bug: Sandbox() silently falls back to WEAK isolation when the "
-                     "zygote cannot be restarted for a transient host error (SPEC-18)"))),
+    pytest.param(0, id="no descriptor left"),
+    pytest.param(1, id="too few for the zygote's Popen"),
 ])
 def test_host_out_of_descriptors_while_the_zygote_restarts(free: int) -> None:
     """The zygote died and must be restarted while the host has no descriptors to spare:
@@ -458,10 +426,6 @@ def test_host_out_of_descriptors_while_the_zygote_restarts(free: int) -> None:
 
 
 @pytest.mark.zygote_may_change
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "core bug: after the zygote's generation changes, a spare key of the old generation "
-    "with fewer than TARGET spares stays wanted, and the spare maker forks and kills "
-    "sandboxes for it in an endless loop (Spares._needed / Spares._run)"))
 def test_spares_settle_after_the_zygote_generation_changes() -> None:
     """A program that goes idle after its zygote was restarted must not keep forking."""
     policy = sbm.Policy(timeout=29.0)  # a spare key of its own

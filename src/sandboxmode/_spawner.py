@@ -60,7 +60,11 @@ class ZygoteHandle:
             self._start_locked()
 
     def _start_locked(self) -> None:
-        host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError as e:
+            raise SandboxUnavailable(f"cannot start the zygote: {e}",
+                                     {"feature": "zygote", "errno": e.errno}) from e
         try:
             # "" on sys.path means the host's working directory; the zygote runs in "/".
             path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path
@@ -136,8 +140,8 @@ class ZygoteHandle:
         except (OSError, EOFError, ValueError) as e:
             # The zygote died or spoke garbage: it is no longer usable.
             self._close_locked()
-            if isinstance(e, OSError) and e.errno == errno.EMFILE:
-                raise
+            if isinstance(e, OSError) and e.errno in _TRANSIENT:
+                raise host_error(e, "talk to the zygote") from e
             raise SandboxError(f"zygote failed: {e}", {"component": "zygote"}) from e
 
     def request(self, msg: dict[str, Any], fds: tuple[int, ...] = (),
@@ -219,11 +223,28 @@ def zygote_for(policy: Policy) -> ZygoteHandle:
     return zh
 
 
+#: Host errors that say "not now" rather than "not on this machine".
+_TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN,
+                        errno.ENOBUFS, errno.ETOOMANYREFS})
+
+
+def host_error(e: OSError, what: str) -> SandboxUnavailable:
+    """A host-side system error while setting a sandbox up, as a typed error (SPEC-1):
+    the target did not run and nothing of the caller's was touched."""
+    return SandboxUnavailable(
+        f"cannot {what}: {e.strerror or e} (errno {e.errno}); the target did not run",
+        {"feature": "host resources", "errno": e.errno, "step": what})
+
+
 def strong_available(policy: Policy) -> list[str]:
     """What strong isolation lacks on this machine for this policy ([] = available)."""
     try:
         zh = zygote_for(policy)
     except SandboxError as e:
+        if isinstance(e.__cause__, OSError) and e.__cause__.errno in _TRANSIENT:
+            # The machine can do STRONG; this host process is short of something right
+            # now. Never answer that with a silent downgrade to WEAK (SPEC-18).
+            raise
         return [f"a working zygote ({e})"]
     f = zh.features
     missing = []
@@ -289,7 +310,12 @@ class Spares:
             self.cond.notify_all()
 
     def _needed(self) -> Any:
-        for key, spec in self.wanted.items():
+        for key, spec in list(self.wanted.items()):
+            if key[1] != spec[0].generation:
+                # The zygote imported more since this key was asked for: a spare made
+                # for it would be discarded at once. Forget the key (no endless refill).
+                del self.wanted[key]
+                continue
             if len(self.ready.get(key, [])) < self.TARGET and spec[0].alive():
                 return key, spec
         return None
@@ -446,13 +472,19 @@ class StrongBackend:
 
         module, qualname, _raw = _target_ref(f)
         args_bytes, handles = pickle_args(args, kwargs, owner)
-        zh = zygote_for(self.policy)
-        zh.ensure_imported([module, *self.policy.preload])
-        bufs = CallBuffers(handles)
+        try:
+            zh = zygote_for(self.policy)
+            zh.ensure_imported([module, *self.policy.preload])
+            bufs = CallBuffers(handles)
+        except OSError as e:
+            raise host_error(e, "prepare the call's buffers or zygote") from e
         proc = None
         self.outcome = outcome
         try:
-            proc = self._proc(zh)
+            try:
+                proc = self._proc(zh)
+            except OSError as e:
+                raise host_error(e, "create the sandbox process") from e
             if self.cancel_requested:
                 # cancel() came before there was a process to kill
                 outcome.decide(Status.CANCELLED, "the call was cancelled",
