@@ -43,6 +43,7 @@ once a frame has begun, the channel is out of step and must be closed.
 
 from __future__ import annotations
 
+import _socket
 import array
 import contextlib
 import os
@@ -79,6 +80,15 @@ SEQPACKET_CHUNK: Final = 32 * 1024
 
 _FD_SIZE: Final = array.array("i").itemsize
 _CLOEXEC: Final = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+
+
+def _is_seqpacket(sock: socket.socket) -> bool:
+    # The raw getter: ``sock.type`` converts to an enum on every access (~3 µs, and a
+    # call reads it four times).
+    return bool(_RAW_TYPE(sock) == socket.SOCK_SEQPACKET)
+
+
+_RAW_TYPE: Any = _socket.socket.type.__get__
 
 
 class FrameKind(IntEnum):
@@ -156,7 +166,7 @@ def send_frame(
         ancillary.append(
             (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fd_list).tobytes())
         )
-    if sock.type == socket.SOCK_SEQPACKET:
+    if _is_seqpacket(sock):
         sock.sendmsg([header], ancillary)  # one record, all or nothing
         for offset in range(0, body.nbytes, SEQPACKET_CHUNK):
             sock.sendall(body[offset : offset + SEQPACKET_CHUNK])
@@ -216,7 +226,7 @@ def _recv_exactly(
         ProtocolError: truncated records or control data, unexpected descriptors or
             control messages.
     """
-    seqpacket = sock.type == socket.SOCK_SEQPACKET
+    seqpacket = _is_seqpacket(sock)
     ancsize = socket.CMSG_SPACE(_FD_SIZE * max(fd_room, 1))
     expected = view.nbytes
     got = 0
@@ -304,7 +314,7 @@ def recv_frame(sock: socket.socket, max_len: int, max_fds: int) -> tuple[int, by
             fds=fds,
             fd_room=max_fds,
             part="header",
-            one_record=sock.type == socket.SOCK_SEQPACKET,
+            one_record=_is_seqpacket(sock),
             in_frame=False,
         )
         magic, kind, declared_fds, length = HEADER.unpack(header)
