@@ -8,11 +8,11 @@ import asyncio
 import errno
 import threading
 
-import pool_targets
 import pytest
-import targets
 
+import pool_targets
 import sandboxmode as sbm
+import targets
 
 pytestmark = pytest.mark.isolation
 

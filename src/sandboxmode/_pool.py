@@ -59,7 +59,8 @@ from typing import Any
 
 from sandboxmode import _spawner
 from sandboxmode._errors import SandboxClosed
-from sandboxmode._sandbox import Isolation, Sandbox, _target_ref
+from sandboxmode._sandbox import Sandbox
+from sandboxmode._target import Isolation, _target_ref
 from sandboxmode.policy import Policy
 
 __all__ = ["Pool", "Progress"]

@@ -13,16 +13,13 @@ The isolation backend does the work:
 
 from __future__ import annotations
 
-import asyncio
-import enum
-import functools
 import importlib
 import io
 import pickle
 import threading
 from collections.abc import Callable
 from types import EllipsisType
-from typing import Any, TypeVar, overload
+from typing import Any
 
 from sandboxmode import _child
 from sandboxmode._buffers import (
@@ -43,20 +40,11 @@ from sandboxmode._errors import (
     SandboxUnavailable,
 )
 from sandboxmode._outcome import Outcome, Status
+from sandboxmode._target import Isolation, sandboxed
 from sandboxmode._wire import codec
 from sandboxmode.policy import Policy
 
 __all__ = ["Isolation", "Sandbox", "run", "sandboxed"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Isolation(enum.IntEnum):
-    """How strongly a sandbox separates the function from its caller (SPEC-18)."""
-
-    NONE = 0
-    WEAK = 1
-    STRONG = 2
 
 
 _local = threading.local()
@@ -64,65 +52,6 @@ _local = threading.local()
 
 def _inside() -> bool:
     return _child.IN_SANDBOX or getattr(_local, "depth", 0) > 0
-
-
-class _SandboxedFunction:
-    """What `@sandboxed` returns: calling it runs the function in a fresh sandbox."""
-
-    def __init__(self, fn: Callable[..., Any], policy: Policy | None, timeout: float | None) -> None:
-        functools.update_wrapper(self, fn)
-        self.__sandboxed_target__ = fn
-        self._policy = policy
-        self._timeout = timeout
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return run(self, *args, policy=self._policy, timeout=self._timeout, **kwargs)
-
-    def direct(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the function here, unprotected (for trusted input and benchmarks)."""
-        return self.__sandboxed_target__(*args, **kwargs)
-
-    def __reduce__(self) -> str:
-        # Pickled by reference, like the function it wraps.
-        return str(self.__sandboxed_target__.__qualname__)
-
-
-@overload
-def sandboxed(fn: F) -> F: ...
-@overload
-def sandboxed(*, policy: Policy | None = None, timeout: float | None = None) -> Callable[[F], F]: ...
-def sandboxed(fn: Any = None, *, policy: Policy | None = None, timeout: float | None = None) -> Any:
-    """Mark an importable function as a sandbox entry point (SBM_DEFINE_FUNC).
-
-    Calling the decorated function runs it with `run` (fresh sandbox per call);
-    ``f.direct(...)`` calls it unprotected. It must be defined at module level so the
-    sandbox can import it by name.
-
-    Example:
-        >>> @sandboxed
-        ... def parse(data: memoryview) -> int: return len(data)   # doctest: +SKIP
-    """
-    def wrap(f: Callable[..., Any]) -> Any:
-        return _SandboxedFunction(f, policy, timeout)
-
-    return wrap(fn) if fn is not None else wrap
-
-
-def _target_ref(fn: Any) -> tuple[str, str, Callable[..., Any]]:
-    """(module, qualname, the function to run) for an importable function."""
-    raw = getattr(fn, "__sandboxed_target__", fn)
-    module = getattr(fn, "__module__", None)
-    qualname = getattr(fn, "__qualname__", None)
-    if not callable(raw) or not isinstance(module, str) or not isinstance(qualname, str):
-        raise TypeError(f"{fn!r} is not a function the sandbox can import")
-    if "<locals>" in qualname or "<lambda>" in qualname:
-        raise TypeError(f"{qualname} is a local function or lambda: a sandboxed function must "
-                        "be defined at module level so the sandbox can import it by name")
-    if module == "__main__":
-        raise TypeError(f"{qualname} is defined in __main__: move it into a module the "
-                        "sandbox can import (like multiprocessing's spawn, the sandbox "
-                        "never sees the host's __main__)")
-    return module, qualname, raw
 
 
 class _ArgPickler(pickle.Pickler):
@@ -359,6 +288,8 @@ class Sandbox:
         """`call` for asyncio: runs in a worker thread. Cancelling the task ends the call
         at once, even if it had not started yet: its process is killed and reaped, and the
         task sees `asyncio.CancelledError` (SPEC-23). The instance stays usable."""
+        import asyncio  # here: the zygote imports this module and must stay small
+
         loop = asyncio.get_running_loop()
         token = {"cancelled": False}
 

@@ -467,8 +467,9 @@ class StrongBackend:
     def call(self, f: Any, args: tuple[Any, ...], kwargs: dict[str, Any], owner: int,
              outcome: Outcome, timeout: float | None) -> Any:
         from sandboxmode._buffers import CallBuffers
-        from sandboxmode._sandbox import _target_ref, pickle_args
+        from sandboxmode._sandbox import pickle_args
         from sandboxmode._strong import supervise
+        from sandboxmode._target import _target_ref
 
         module, qualname, _raw = _target_ref(f)
         args_bytes, handles = pickle_args(args, kwargs, owner)

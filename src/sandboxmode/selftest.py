@@ -658,7 +658,7 @@ def _attacks() -> list[Attack]:
           _remote("SandboxError", "nest"), "outside a sandbox, starting one is the normal "
           "use of this library (every other row shows it)", ("nesting guard", "seccomp")),
         A("nest.guard_bypassed", "nesting", atk.nested_run_bypass, (), V,
-          _module("sandboxmode.weak"), "outside a sandbox there is no guard to bypass",
+          _module("sandboxmode._sandbox"), "outside a sandbox there is no guard to bypass",
           ("import guard", "seccomp")),
     ]
     return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandboxmode._sandbox import sandboxed
+from sandboxmode._target import sandboxed
 from sandboxmode.parsers import apparmor as _apparmor
 from sandboxmode.parsers import openpgp as _openpgp
 
