@@ -75,3 +75,17 @@ def test_buffers_must_be_buffers() -> None:
 def test_functions_must_be_importable() -> None:
     with sbm.Sandbox() as box, pytest.raises(TypeError, match="module level"):
         box.call(lambda: 1)
+
+
+def test_the_zygote_stays_small() -> None:
+    """What the zygote imports (and so every sandbox carries): no threads machinery, no
+    asyncio, no subprocess, even with the bundled sandboxed parsers loaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys, sandboxmode._zygote, sandboxmode._child, sandboxmode.parsers.sandboxed;"
+            "print(sorted(m for m in ('threading', 'asyncio', 'subprocess', "
+            "'concurrent.futures', 'rich') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
