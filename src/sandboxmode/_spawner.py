@@ -263,13 +263,15 @@ class Spares:
     Owns the spare `Proc`s (and so their fds) until ``take()`` hands one over.
     """
 
-    TARGET = 2
+    TARGET = 2  #: spares per key to begin with
+    MAX_TARGET = 8  #: sized by demand: each miss (no spare ready) asks for one more
     MAX_KEYS = 8
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.ready: dict[Any, list[Any]] = {}
         self.wanted: dict[Any, tuple[ZygoteHandle, Policy, bool]] = {}
+        self.target: dict[Any, int] = {}
         self.thread: threading.Thread | None = None
         self.busy = False
         self.paused = 0
@@ -288,11 +290,16 @@ class Spares:
                 if k[0] == id(zh) and k[1] != zh.generation:
                     stale += self.ready.pop(k)
                     self.wanted.pop(k, None)
+                    self.target.pop(k, None)
             procs = self.ready.get(key)
             proc = procs.pop(0) if procs else None
+            if proc is None and key in self.wanted:
+                # Demand outran the spares: keep more of them for this key from now on.
+                self.target[key] = min(self.MAX_TARGET, self.target.get(key, self.TARGET) + 1)
             if key not in self.wanted and len(self.wanted) >= self.MAX_KEYS:
                 old = next(iter(self.wanted))
                 del self.wanted[old]
+                self.target.pop(old, None)
                 stale += self.ready.pop(old, [])
             self.wanted[key] = (zh, policy, oneshot)
         for p in stale:
@@ -315,8 +322,10 @@ class Spares:
                 # The zygote imported more since this key was asked for: a spare made
                 # for it would be discarded at once. Forget the key (no endless refill).
                 del self.wanted[key]
+                self.target.pop(key, None)
                 continue
-            if len(self.ready.get(key, [])) < self.TARGET and spec[0].alive():
+            if len(self.ready.get(key, [])) < self.target.get(key, self.TARGET) \
+                    and spec[0].alive():
                 return key, spec
         return None
 
