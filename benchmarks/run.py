@@ -329,6 +329,48 @@ def bulk(cfg: Settings) -> Section:
     return sec
 
 
+def inline_vs_memfd(cfg: Settings) -> Section:
+    """Where a bytes argument pickled into the call frame stops being cheaper than a
+    ``copy_in`` memfd (sealed, mapped read-only between guard pages: only the memfd gives
+    SPEC §5's aborts on out-of-bounds native access, so ``copy_in`` keeps it at every
+    size; this measures what that costs)."""
+    sec = Section("input crossing, persistent call (ratio: copy_in vs inline)")
+    with sbm.Sandbox() as box:
+        for size in (1 << 10, 16 << 10, 128 << 10, 1 << 20, 8 << 20):
+            data = b"\x5a" * size
+            n = cfg.n(300 if size <= 128 << 10 else 40, 3)
+            inline = Row(f"{size >> 10} KiB as a bytes argument (pickled inline)",
+                         timed(lambda d=data: box.call(bench_targets.length, d), n,  # type: ignore[misc]
+                               cfg.budget(3)))
+            base = statistics.median(inline.samples)
+            memfd = Row(f"{size >> 10} KiB through copy_in (memfd)",
+                        timed(lambda d=data: box.call(bench_targets.length, box.copy_in(d)),  # type: ignore[misc]
+                              n, cfg.budget(3)), baseline=base)
+            sec.rows += [inline, memfd]
+    return sec
+
+
+def lockdown_steps(cfg: Settings) -> Section:
+    """The cost of making one sandbox, step by step (medians over fresh processes, each
+    step timed inside the child; the fork is the zygote's reply time)."""
+    from sandboxmode._strong import spawn_proc
+
+    sec = Section("making one sandbox, per step (off the caller's path: spares)")
+    policy = sbm.Policy()
+    zh = _spawner.zygote_for(policy)
+    acc: dict[str, list[float]] = {}
+    for _ in range(cfg.n(40, 3)):
+        proc = spawn_proc(zh, policy, True, timings=True)
+        try:
+            for step, seconds in proc.timings.items():
+                acc.setdefault(step, []).append(seconds)
+        finally:
+            proc.close()
+    for step, samples in acc.items():
+        sec.rows.append(Row(f"step: {step}", samples))
+    return sec
+
+
 def _smaps(pid: int) -> dict[str, int]:
     out: dict[str, int] = {}
     with open(f"/proc/{pid}/smaps_rollup") as fh:
@@ -566,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     sections: list[Section] = []
     failed = False
-    for bench in (per_call, bulk, memory, parsers):
+    for bench in (per_call, inline_vs_memfd, bulk, lockdown_steps, memory, parsers):
         try:
             sections.append(bench(cfg))
         except Exception as e:  # one broken section must not hide the others

@@ -29,6 +29,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 import traceback
 import types
 from collections.abc import Sequence
@@ -71,9 +72,15 @@ def lockdown(cfg: dict[str, Any], channel: int) -> int | None:
     step = "start"
     policy = cfg["policy"]
     inject = cfg.get("inject_failure")
+    timings: dict[str, float] | None = cfg.get("timings")
+    last = [time.perf_counter()]
 
     def at(name: str) -> None:
         nonlocal step
+        if timings is not None:  # `make bench`: the cost of each step
+            now = time.perf_counter()
+            timings[step] = now - last[0]
+            last[0] = now
         step = name
         if inject == name:  # fault injection for tests: fail exactly this step
             raise OSError(0, "injected failure")
@@ -108,7 +115,7 @@ def lockdown(cfg: dict[str, Any], channel: int) -> int | None:
         # 5. Capabilities: nothing after this needs any.
         at("capabilities")
         if not policy["unsafe_keep_capabilities"]:
-            caps.drop_all(cfg["last_cap"])
+            caps.drop_all(cfg["last_cap"], bounding_set_empty=cfg.get("bounding_set_empty", False))
         # 6. no_new_privs: required by Landlock and by unprivileged seccomp.
         at("no_new_privs")
         caps.set_no_new_privs()
@@ -122,6 +129,7 @@ def lockdown(cfg: dict[str, Any], channel: int) -> int | None:
         listener = None
         if not policy["unsafe_no_seccomp"]:
             listener = seccomp_layer.load(cfg["bpf"], notify=cfg["notify"])
+        at("end")
         return listener
     except BaseException as e:
         raise LockdownError(step, e) from e
@@ -250,9 +258,16 @@ def serve(channel: int, cfg: dict[str, Any]) -> None:
     limits = codec.Limits(max_bytes=cfg["policy"]["max_result_bytes"],
                           max_depth=cfg["policy"]["max_depth"],
                           max_items=cfg["policy"]["max_items"])
+    t0 = time.perf_counter()
     _warm_up(limits)
+    ready = b""
+    timings = cfg.get("timings")
+    if timings is not None:
+        timings.pop("start", None)
+        timings["warm-up"] = time.perf_counter() - t0
+        ready = codec.encode(timings)
     try:
-        send_frame(sock, FrameKind.READY, b"", [listener] if listener is not None else [])
+        send_frame(sock, FrameKind.READY, ready, [listener] if listener is not None else [])
         if listener is not None:
             os.close(listener)
         while True:

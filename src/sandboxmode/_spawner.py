@@ -166,14 +166,14 @@ class ZygoteHandle:
             self.generation += 1
 
     def spawn(self, channel_fd: int, policy: dict[str, Any], oneshot: bool,
-              inject_failure: str | None = None) -> tuple[int, int]:
+              inject_failure: str | None = None, timings: bool = False) -> tuple[int, int]:
         """Fork a sandbox; returns (pid, generation): the generation the zygote had when it
         forked, i.e. which imports the new process holds."""
         with self.lock:
             generation = self.generation
             reply = self._request_locked(
                 {"op": "spawn", "policy": policy, "oneshot": oneshot,
-                 "inject_failure": inject_failure}, (channel_fd,))
+                 "inject_failure": inject_failure, "timings": timings}, (channel_fd,))
         if not reply.get("ok"):
             raise SandboxUnavailable(f"cannot create a sandbox: {reply.get('error')}",
                                      {"feature": "spawn"})

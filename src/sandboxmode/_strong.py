@@ -61,6 +61,8 @@ class Proc:
         self.status: int | None = None
         self.lock = threading.Lock()
         self.killed = False  # kill() was called: never hand this process a call again
+        #: seconds per lockdown step, when asked for (``make bench``); plain data only
+        self.timings: dict[str, float] = {}
         self.cpu_seconds: float | None = None
         self.cpu_limit: int | None = None
 
@@ -121,7 +123,7 @@ class Proc:
 
 
 def spawn_proc(zh: ZygoteHandle, policy: Policy, oneshot: bool,
-               inject_failure: str | None = None) -> Proc:
+               inject_failure: str | None = None, timings: bool = False) -> Proc:
     """Fork a sandbox from the zygote and wait until it is locked down (READY).
 
     Raises:
@@ -129,7 +131,10 @@ def spawn_proc(zh: ZygoteHandle, policy: Policy, oneshot: bool,
     """
     host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        pid, generation = zh.spawn(child.fileno(), policy.to_wire(), oneshot, inject_failure)
+        t0 = time.perf_counter()
+        pid, generation = zh.spawn(child.fileno(), policy.to_wire(), oneshot, inject_failure,
+                                   timings)
+        forked = time.perf_counter() - t0
     except BaseException:
         host.close()
         raise
@@ -143,6 +148,8 @@ def spawn_proc(zh: ZygoteHandle, policy: Policy, oneshot: bool,
         raise
     proc = Proc(zh, pid, host, pidfd, oneshot)
     proc.generation = generation
+    if timings:
+        proc.timings["fork (the zygote's reply)"] = forked
     proc.cpu_limit = None if policy.unsafe_no_rlimits else policy.cpu_seconds
     try:
         _await_ready(proc)
@@ -174,6 +181,14 @@ def _await_ready(proc: Proc) -> None:
     if kind == FrameKind.READY:
         if fds:
             proc.listener = fds[0]
+        if payload:  # step timings (asked for by benchmarks): numbers, or nothing
+            try:
+                got = codec.decode(payload, codec.Limits(max_bytes=4096, max_items=64))
+            except SandboxError:
+                got = None
+            if isinstance(got, dict):
+                proc.timings.update({str(k)[:64]: float(v) for k, v in got.items()
+                                     if isinstance(v, float)})
         return
     for fd in fds:
         os.close(fd)

@@ -123,6 +123,7 @@ class _Zygote:
 
             try:
                 caps.drop_bounding_set(f["last_cap"])
+                f["bounding_set_empty"] = True
             except OSError as e:
                 f["errors"]["bounding_set"] = str(e)
         _ = seccomp_layer  # imported here so children inherit it loaded
@@ -183,6 +184,8 @@ class _Zygote:
             "vm_baseline": _vm_size(),
             "oneshot": bool(req.get("oneshot", True)),
             "inject_failure": req.get("inject_failure"),
+            "timings": {} if req.get("timings") else None,
+            "bounding_set_empty": bool(self.features.get("bounding_set_empty")),
         }
         # Objects that exist now are never collected in a child: keep the collector from
         # touching (and so copying) their pages after fork (gc.freeze, CPython >= 3.7).
