@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BufferHandle", "CallBuffers", "SharedBuffer"]
+__all__ = ["BufferHandle", "CallBuffers", "Outputs", "SharedBuffer"]
 
 IN, OUT, INOUT, SHARED_RO, SHARED_RW = "in", "out", "inout", "shared_ro", "shared_rw"
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
@@ -138,6 +138,40 @@ class BufferHandle:
         return self.kind in (OUT, INOUT, SHARED_RW)
 
 
+class Outputs:
+    """The output memfds of a successful call, waiting for the caller's verdict
+    (``validate=``). Owns the fds: ``copy_back()`` or ``close()`` releases them."""
+
+    def __init__(self, pairs: list[tuple[BufferHandle, int]]) -> None:
+        self.pairs = pairs
+
+    def copy_back(self) -> None:
+        """Read each memfd straight into the caller's object, exactly its size (SPEC-9):
+        no intermediate copy, so copying back never needs memory of its own."""
+        try:
+            views = [_byte_view(h.obj, writable=True) for h, _ in self.pairs]
+            try:
+                if any(v.nbytes != h.size for v, (h, _) in zip(views, self.pairs, strict=True)):
+                    raise ValueError("an output buffer changed size during the call")
+                for v, (_, fd) in zip(views, self.pairs, strict=True):
+                    done = 0
+                    while done < v.nbytes:
+                        n = os.preadv(fd, [v[done:]], done)
+                        if n <= 0:
+                            raise OSError("short read from an output memfd")
+                        done += n
+            finally:
+                for v in views:
+                    v.release()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        pairs, self.pairs = self.pairs, []
+        for _, fd in pairs:
+            os.close(fd)
+
+
 class CallBuffers:
     """The memfds of one call: made at call time, closed on every path."""
 
@@ -192,26 +226,17 @@ class CallBuffers:
                 os.close(fd)
         self.fds = []
 
-    def read_outputs(self) -> list[tuple[BufferHandle, bytes]]:
-        """Read every output memfd in full (exactly the handle's size)."""
-        out = []
+    def take_outputs(self) -> Outputs:
+        """Hand the output memfds over to an `Outputs` (which then owns them), after
+        checking each still has exactly its buffer's size (the seals forbid changing it)."""
+        pairs = []
         for i, fd in self.out_fds.items():
             h = self.handles[i]
-            size = h.size
-            data = os.pread(fd, size, 0) if size else b""
-            if len(data) != size:
-                raise OSError(f"output buffer {i} shrank to {len(data)} bytes")
-            out.append((h, data))
-        return out
-
-    @staticmethod
-    def copy_back(outputs: list[tuple[BufferHandle, bytes]]) -> None:
-        """Copy into the caller's objects; only after a successful call (SPEC-9)."""
-        for h, data in outputs:
-            with _byte_view(h.obj, writable=True) as dst:
-                if dst.nbytes != len(data):
-                    raise ValueError("an output buffer changed size during the call")
-                dst[:] = data
+            if os.fstat(fd).st_size != h.size:
+                raise OSError(f"output buffer {i} no longer has {h.size} bytes")
+            pairs.append((h, fd))
+        self.out_fds = {}
+        return Outputs(pairs)
 
     def close(self) -> None:
         for fd in self.fds:

@@ -452,7 +452,7 @@ class StrongBackend:
         self.max_calls = max_calls
         self.oneshot = max_calls == 1
         self.proc: Any = None
-        self.pending: list[Any] | None = None
+        self.pending: Any = None  # Outputs of the last successful call
         self.limits = codec.Limits(max_bytes=policy.max_result_bytes,
                                    max_depth=policy.max_depth, max_items=policy.max_items)
         self.inject_failure: str | None = None  # tests: fail this lockdown step
@@ -508,7 +508,7 @@ class StrongBackend:
             bufs.release_sent()
             if outcome.status is Status.OK:
                 try:
-                    self.pending = bufs.read_outputs()
+                    self.pending = bufs.take_outputs()
                 except OSError as e:
                     outcome.status = None
                     outcome.decide(Status.PROTOCOL, f"output buffers unreadable: {e}")
@@ -533,14 +533,14 @@ class StrongBackend:
             spares.kick()
 
     def commit(self) -> None:
-        from sandboxmode._buffers import CallBuffers
-
         pending, self.pending = self.pending, None
-        if pending:
-            CallBuffers.copy_back(pending)
+        if pending is not None:
+            pending.copy_back()
 
     def discard(self) -> None:
-        self.pending = None
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.close()
 
     def broken(self) -> None:
         if self.proc is not None:
@@ -561,5 +561,5 @@ class StrongBackend:
             p.kill()
 
     def close(self) -> None:
-        self.pending = None
+        self.discard()
         self.broken()
