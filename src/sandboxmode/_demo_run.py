@@ -23,6 +23,29 @@ ATTACKS: list[tuple[str, Any, str]] = [
 ]
 
 
+def error_ok(e: sbm.SandboxError, expected: str) -> bool:
+    return type(e).__name__ == expected
+
+
+def stopped_by(e: sbm.SandboxError, policy: sbm.Policy) -> str:
+    """The layer that stopped an attack and what it saw, in a few words."""
+    ev = e.evidence
+    if isinstance(e, sbm.PolicyViolation) and "syscall" in ev:
+        paths = ev.get("paths") or []
+        return f"seccomp: {ev['syscall']}({paths[0]!r})" if paths else f"seccomp: {ev['syscall']}"
+    if isinstance(e, sbm.PolicyViolation) and "module" in ev:
+        return f"import guard: {ev['module']}"
+    if isinstance(e, sbm.SandboxFault) and "signal_name" in ev:
+        return f"separate process: {ev['signal_name']}"
+    if isinstance(e, sbm.SandboxMemoryError):
+        return f"rlimit: {policy.memory >> 20} MiB of memory"
+    if isinstance(e, sbm.SandboxTimeout):
+        if ev.get("limit") == "cpu":
+            return f"rlimit: {policy.cpu_seconds} s of CPU"
+        return f"supervisor: {ev.get('seconds')} s wall clock"
+    return str(e)
+
+
 def demo(console: Any) -> int:
     from rich.table import Table
 
@@ -51,6 +74,7 @@ def demo(console: Any) -> int:
     table = Table(title="hostile inputs")
     table.add_column("attack")
     table.add_column("result")
+    table.add_column("error")
     table.add_column("stopped by")
     table.add_column("ms", justify="right")
     policy = sbm.Policy(timeout=2.0, cpu_seconds=5, memory=256 << 20)
@@ -60,15 +84,17 @@ def demo(console: Any) -> int:
         try:
             value = sbm.run(fn, b"hostile input", policy=policy)
         except sbm.SandboxError as e:
-            result = "contained" if type(e).__name__ == expected else f"contained ({type(e).__name__})"
-            how = f"{type(e).__name__}: {e}"
+            result = "contained"
+            error = type(e).__name__ + ("" if error_ok(e, expected) else " (unexpected)")
+            how = stopped_by(e, policy)
+            leaked = secret in str(e) or secret in repr(e.evidence)
         else:
-            result = "ESCAPED"
-            how = _safe(value, 80)
-            escaped += 1
-        if secret in how:
-            result, escaped = "ESCAPED (secret leaked)", escaped + 1
-        table.add_row(name, result, _safe(how, 120), f"{(time.perf_counter() - t0) * 1000:.0f}")
+            result, error, how, leaked = "ESCAPED", "", _safe(value, 80), True
+        if leaked:
+            result, escaped = "ESCAPED" + (" (secret leaked)" if result != "ESCAPED" else ""), \
+                escaped + 1
+        table.add_row(name, result, error, _safe(how, 80),
+                      f"{(time.perf_counter() - t0) * 1000:.0f}")
     console.print(table)
     console.print("nothing escaped" if not escaped else f"{escaped} attack(s) ESCAPED")
     return 0 if not escaped else 1
