@@ -13,7 +13,6 @@ The isolation backend does the work:
 
 from __future__ import annotations
 
-import importlib
 import io
 import pickle
 import threading
@@ -29,11 +28,9 @@ from sandboxmode._buffers import (
     SHARED_RO,
     SHARED_RW,
     BufferHandle,
-    CallBuffers,
     SharedBuffer,
 )
 from sandboxmode._errors import (
-    ProtocolError,
     SandboxCancelled,
     SandboxClosed,
     SandboxError,
@@ -41,7 +38,6 @@ from sandboxmode._errors import (
 )
 from sandboxmode._outcome import Outcome, Status
 from sandboxmode._target import Isolation, sandboxed
-from sandboxmode._wire import codec
 from sandboxmode.policy import Policy
 
 __all__ = ["Isolation", "Sandbox", "run", "sandboxed"]
@@ -340,10 +336,3 @@ def run(f: Callable[..., Any], *args: Any, policy: Policy | None = None,
         args = tuple(box.copy_in(a) if isinstance(a, (bytes, bytearray, memoryview)) else a
                      for a in args)
         return box.call(f, *args, validate=validate, timeout=timeout, **kwargs)
-
-
-def _ensure_protocol_error_exported() -> type[ProtocolError]:
-    return ProtocolError
-
-
-_ = (OUT, INOUT, codec, importlib, CallBuffers, pickle_args)

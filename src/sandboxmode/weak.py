@@ -15,7 +15,6 @@ mapping so that code written against STRONG runs unchanged.
 from __future__ import annotations
 
 import mmap
-import os
 import threading
 import traceback
 from typing import Any
@@ -167,5 +166,3 @@ class NoneBackend(_InProcess):
 
     copies_buffers = False
 
-
-_ = os
