@@ -120,13 +120,16 @@ class Sandbox:
         from sandboxmode import weak
         from sandboxmode._spawner import strong_available
 
+        missing: list[str] = []
         if isolation is None:
             missing = strong_available(self.policy)
             isolation = Isolation.STRONG if not missing else Isolation.WEAK
         if require is not None and isolation < require:
-            raise SandboxUnavailable(f"isolation {Isolation(require).name} required but "
-                                     f"{Isolation(isolation).name} was chosen",
-                                     {"feature": "isolation"})
+            why = f": missing {', '.join(missing)}" if missing else ""
+            raise SandboxUnavailable(
+                f"isolation {Isolation(require).name} required but only "
+                f"{Isolation(isolation).name} is available{why}",
+                {"feature": missing[0] if missing else "isolation", "missing": missing})
         if isolation == Isolation.STRONG:
             missing = strong_available(self.policy)
             if missing:
