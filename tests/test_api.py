@@ -89,3 +89,36 @@ def test_the_zygote_stays_small() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_importing_costs_nothing() -> None:
+    """SPEC-25: importing sandboxmode starts no process or thread and patches nothing
+    (no at-fork or atexit hook until a sandbox is used)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, threading, sandboxmode;"
+            "print(threading.active_count(), 'sandboxmode._spawner' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.split() == ["1", "False"]
+
+
+def test_concurrent_calls_on_one_instance_are_serialised() -> None:
+    """SPEC-24: threads sharing one persistent sandbox each get a whole call."""
+    import threading
+
+    import targets
+
+    results: list[int] = []
+    with sbm.Sandbox() as box:
+        def worker() -> None:
+            for _ in range(20):
+                results.append(box.call(targets.counter))
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert sorted(results) == list(range(1, 81))
