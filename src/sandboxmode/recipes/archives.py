@@ -372,7 +372,7 @@ def read_zip_member_direct(data: bytes | memoryview, name: str,
 
 
 @sandboxed(policy=_LIST_POLICY)
-def list_tar(data: memoryview, max_members: int = DEFAULT_MAX_MEMBERS,
+def list_tar(data: bytes | memoryview, max_members: int = DEFAULT_MAX_MEMBERS,
              max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> list[dict[str, Any]]:
     """`list_tar_direct` in a fresh sandbox.
 
@@ -391,7 +391,7 @@ def list_tar(data: memoryview, max_members: int = DEFAULT_MAX_MEMBERS,
 
 
 @sandboxed(policy=_LIST_POLICY)
-def list_zip(data: memoryview, max_members: int = DEFAULT_MAX_MEMBERS) -> list[dict[str, Any]]:
+def list_zip(data: bytes | memoryview, max_members: int = DEFAULT_MAX_MEMBERS) -> list[dict[str, Any]]:
     """`list_zip_direct` in a fresh sandbox.
 
     Args:
@@ -408,7 +408,7 @@ def list_zip(data: memoryview, max_members: int = DEFAULT_MAX_MEMBERS) -> list[d
 
 
 @sandboxed(policy=_READ_POLICY)
-def read_zip_member(data: memoryview, name: str, max_size: int = DEFAULT_MAX_OUTPUT,
+def read_zip_member(data: bytes | memoryview, name: str, max_size: int = DEFAULT_MAX_OUTPUT,
                     max_members: int = DEFAULT_MAX_MEMBERS) -> bytes:
     """`read_zip_member_direct` in a fresh sandbox.
 

@@ -251,7 +251,7 @@ unxz_direct = lzma_decompress_direct
 
 
 @sandboxed(policy=POLICY)
-def gunzip(data: memoryview, max_output: int = DEFAULT_MAX_OUTPUT) -> bytes:
+def gunzip(data: bytes | memoryview, max_output: int = DEFAULT_MAX_OUTPUT) -> bytes:
     """`gunzip_direct` in a fresh sandbox: ``gunzip(data)``.
 
     Args:
@@ -271,7 +271,7 @@ def gunzip(data: memoryview, max_output: int = DEFAULT_MAX_OUTPUT) -> bytes:
 
 
 @sandboxed(policy=POLICY)
-def zlib_decompress(data: memoryview, max_output: int = DEFAULT_MAX_OUTPUT,
+def zlib_decompress(data: bytes | memoryview, max_output: int = DEFAULT_MAX_OUTPUT,
                     wbits: int = 15) -> bytes:
     """`zlib_decompress_direct` in a fresh sandbox.
 
@@ -290,7 +290,7 @@ def zlib_decompress(data: memoryview, max_output: int = DEFAULT_MAX_OUTPUT,
 
 
 @sandboxed(policy=POLICY)
-def bunzip2(data: memoryview, max_output: int = DEFAULT_MAX_OUTPUT) -> bytes:
+def bunzip2(data: bytes | memoryview, max_output: int = DEFAULT_MAX_OUTPUT) -> bytes:
     """`bunzip2_direct` in a fresh sandbox.
 
     Args:
@@ -307,7 +307,7 @@ def bunzip2(data: memoryview, max_output: int = DEFAULT_MAX_OUTPUT) -> bytes:
 
 
 @sandboxed(policy=POLICY)
-def lzma_decompress(data: memoryview, max_output: int = DEFAULT_MAX_OUTPUT,
+def lzma_decompress(data: bytes | memoryview, max_output: int = DEFAULT_MAX_OUTPUT,
                     memlimit: int = LZMA_MEMLIMIT) -> bytes:
     """`lzma_decompress_direct` in a fresh sandbox (``unxz`` is the same entry point).
 

@@ -71,7 +71,7 @@ def image_info_direct(data: bytes | memoryview, max_pixels: int = DEFAULT_MAX_PI
 
 
 @sandboxed
-def image_info(data: memoryview, max_pixels: int = DEFAULT_MAX_PIXELS,
+def image_info(data: bytes | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS,
                decode: bool = False) -> dict[str, Any]:
     """`image_info_direct` in a fresh sandbox.
 

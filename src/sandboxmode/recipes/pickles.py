@@ -88,7 +88,7 @@ def unpickle_direct(data: bytes | memoryview, max_depth: int = DEFAULT_MAX_DEPTH
 
 
 @sandboxed
-def unpickle(data: memoryview, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+def unpickle(data: bytes | memoryview, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """`unpickle_direct` in a fresh sandbox: for pickles from strangers.
 
     Args:

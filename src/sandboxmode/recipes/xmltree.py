@@ -164,7 +164,7 @@ def parse_xml_direct(data: bytes | memoryview, max_depth: int = DEFAULT_MAX_DEPT
 
 
 @sandboxed(policy=_POLICY)
-def parse_xml(data: memoryview, max_depth: int = DEFAULT_MAX_DEPTH,
+def parse_xml(data: bytes | memoryview, max_depth: int = DEFAULT_MAX_DEPTH,
               max_elements: int = DEFAULT_MAX_ELEMENTS) -> dict[str, Any]:
     """`parse_xml_direct` in a fresh sandbox.
 
