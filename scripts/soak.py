@@ -162,6 +162,30 @@ def _children(pid: int | str) -> list[int]:
     return sorted(out)
 
 
+def _state(pid: int) -> str:
+    """The one-letter state of a process (proc(5): /proc/PID/stat, field 3)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return "gone"
+
+
+def _diagnose(pids: list[int], bound: float = 2.0) -> dict[int, str]:
+    """For a report: what each leftover process is, and whether a later census (which
+    reaps what the host let go of meanwhile) still finds it: a race in the leak check
+    rather than a leak if it does not."""
+    states = {pid: _state(pid) for pid in pids}
+    deadline = time.monotonic() + bound
+    left = set(pids)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.01)  # a polling interval
+        left &= set(_spawner.census()["children"])
+    return {pid: f"state {states[pid]}, "
+                 + (f"still there after {bound} s" if pid in left else "gone on a later census")
+            for pid in pids}
+
+
 def _rss_kib() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -220,6 +244,7 @@ class Report:
     unexpected_count: int = 0
     leaked_fds: dict[int, str] = field(default_factory=dict)
     leaked_processes: list[int] = field(default_factory=list)
+    leaked_process_detail: dict[int, str] = field(default_factory=dict)
     leaked_host_children: list[int] = field(default_factory=list)
     leaked_threads: set[str] = field(default_factory=set)
     zygote_children: tuple[int, int] = (0, 0)  # at the end: all, spares
@@ -243,7 +268,7 @@ class Report:
             out.append(f"{len(self.leaked_fds)} descriptors leaked "
                        f"({self.leaked_memfds} memfds): {self.leaked_fds}")
         if self.leaked_processes:
-            out.append(f"sandbox processes left alive: {self.leaked_processes}")
+            out.append(f"sandbox processes left alive: {self.leaked_process_detail}")
         if self.leaked_host_children:
             out.append(f"host children left: {self.leaked_host_children}")
         if self.leaked_threads:
@@ -370,7 +395,8 @@ def soak(sequential: int = 100_000, concurrent: int = 10_000, *, seed: int = 0,
         seed: the mix is ``random.Random(seed)``: the same seed, the same calls.
         processes: sandboxes at once in the pool (default: twice the CPUs).
         pool_timeout: the pool's wall-clock limit per call (its timeout case hits it).
-        warmup: calls before the RSS baseline (not counted in the phases).
+        warmup: calls before the RSS baseline, sequential, then (up to four per
+            pool process) through a pool; not counted in the report.
         progress: show a progress bar; log_every: seconds between plain log lines.
     """
     console = console or Console(stderr=True)
@@ -380,8 +406,15 @@ def soak(sequential: int = 100_000, concurrent: int = 10_000, *, seed: int = 0,
     start = warm = snapshot()
     seq, conc = plan(sequential, rng), plan(concurrent, rng)
     try:
-        for name in plan(warmup, rng):
-            _one(name)
+        # Warm-up through both paths (the pool brings its threads and modules), so that
+        # the RSS baseline is taken with everything loaded.
+        with _progress(False, console) as quiet:
+            scratch = Report(seed=seed)
+            _sequential(plan(warmup, rng), _Ticker(scratch, "warm-up", warmup, quiet,
+                                                   console, None))
+            n = min(warmup, 4 * processes)
+            _concurrent(plan(n, rng), _Ticker(scratch, "warm-up", n, quiet, console, None),
+                        processes, pool_timeout)
         warm = snapshot()
         with _progress(progress, console) as bar:
             t0 = time.monotonic()
@@ -403,6 +436,7 @@ def soak(sequential: int = 100_000, concurrent: int = 10_000, *, seed: int = 0,
     end = snapshot()
     report.leaked_fds = {fd: t for fd, t in end.fds.items() if start.fds.get(fd) != t}
     report.leaked_processes = end.leftover
+    report.leaked_process_detail = _diagnose(end.leftover)
     report.leaked_host_children = [p for p in end.host_children
                                    if p not in start.host_children]
     report.leaked_threads = end.threads - start.threads - {"sbm-spares"}

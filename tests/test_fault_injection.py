@@ -143,10 +143,7 @@ def _zygote_pid() -> int:
     return zh.proc.pid
 
 
-def _spares_idle() -> bool:
-    """The spare maker has nothing in flight and nothing left to make."""
-    with _spawner.spares.cond:
-        return not _spawner.spares.busy and _spawner.spares._needed() is None
+# -- processes killed or stopped mid-call ---------------------------------------------------
 
 
 def _kill_zygote(r: Running) -> None:
@@ -423,6 +420,12 @@ def test_host_out_of_descriptors_while_the_zygote_restarts(free: int) -> None:
 
 
 # -- the spare maker after a zygote restart -------------------------------------------------
+
+
+def _spares_idle() -> bool:
+    """The spare maker has nothing in flight and nothing left to make."""
+    with _spawner.spares.cond:
+        return not _spawner.spares.busy and _spawner.spares._needed() is None
 
 
 @pytest.mark.zygote_may_change
