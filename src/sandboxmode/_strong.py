@@ -414,7 +414,9 @@ def proc_cpu_limit(proc: Proc) -> float:
 def _died(proc: Proc, outcome: Outcome, detail: str) -> None:
     status = proc.wait_status()
     if status is None:
-        outcome.decide(Status.FAULT, f"sandbox process lost {detail}".strip(),
+        why = ("its zygote (the fork server) died, and it with it" if not proc.zh.alive()
+               else "its exit status could not be read")
+        outcome.decide(Status.FAULT, f"sandbox process lost: {why} {detail}".strip(),
                        cause="lost")
         return
     reason, ev = describe_status(status)
