@@ -226,6 +226,8 @@ class PickleBomb:
 
 def unpickle(body: bytes) -> str:
     """What a host that trusted sandbox output would do (demonstration only)."""
+    # Never on the host's real path: selftest runs this only in a throwaway forked child,
+    # to show what a host that unpickled sandbox output would suffer.
     pickle.loads(bytes(body))  # the point of the demonstration
     return "unpickling ran the payload"
 

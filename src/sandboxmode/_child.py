@@ -143,6 +143,18 @@ class _ImportDenied(ImportError):
     pass
 
 
+def denied_import_message(module: str) -> str:
+    return (f"import of {module!r} inside the sandbox is not allowed: "
+            f"preload it with Policy(preload=({module!r},))")
+
+
+def type_name(exc: BaseException) -> str:
+    """``ValueError`` for builtins, ``package.module.Error`` otherwise: how a remote
+    exception type is named in `TargetError` (WEAK names it the same way)."""
+    t = type(exc)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
 class _DenyImports(importlib.abc.MetaPathFinder):
     """First on sys.meta_path after lockdown: a module not preloaded may not be imported.
 
@@ -156,9 +168,7 @@ class _DenyImports(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         self.denied.append(fullname)
-        raise _ImportDenied(
-            f"import of {fullname!r} inside the sandbox is not allowed: "
-            f"preload it with Policy(preload=({fullname!r},))", name=fullname)
+        raise _ImportDenied(denied_import_message(fullname), name=fullname)
 
 
 # --------------------------------------------------------------------------------------
@@ -198,6 +208,10 @@ class _Mapping:
 
 
 class _CallUnpickler(pickle.Unpickler):
+    """host-to-sandbox: unpickles the arguments the host pickled for this call. Runs in
+    the sandbox, on bytes from the host (trusted); never used on anything a sandbox wrote.
+    """
+
     def __init__(self, data: bytes, views: list[memoryview]) -> None:
         super().__init__(io.BytesIO(data))
         self.views = views
@@ -287,6 +301,7 @@ def _warm_up(limits: codec.Limits) -> None:
     of a fresh fork are paid while the spare waits, not on the caller's time."""
     frame = pickle.dumps({"module": __name__, "qualname": "_warm_up", "args": pickle.dumps(
         ((b"x" * 64, 1, "s"), {})), "buffers": []})
+    # host-to-sandbox path, exercised on bytes this function just made itself.
     call = pickle.loads(frame)
     pickle.loads(call["args"])
     codec.decode(codec.encode({"ok": [1, 2.0, "three", b"four", None, True]}, limits), limits)
@@ -313,6 +328,8 @@ def _serve_one(sock: Any, denier: _DenyImports, limits: codec.Limits) -> None:
     try:
         denier.denied.clear()
         try:
+            # host-to-sandbox: the CALL frame comes from the host, which trusts itself;
+            # the host never unpickles what comes back (invariant 2: plain-data codec).
             call = pickle.loads(payload)
             for (bkind, size), fd in zip(call["buffers"], fds, strict=True):
                 mappings.append(_Mapping(fd, size, bkind not in (IN, SHARED_RO)))
@@ -321,10 +338,7 @@ def _serve_one(sock: Any, denier: _DenyImports, limits: codec.Limits) -> None:
             target = _resolve(call["module"], call["qualname"])
         except BaseException as e:
             if denier.denied:
-                _send_fault(sock, "import", f"import of {denier.denied[0]!r} inside the "
-                            "sandbox is not allowed: preload it with "
-                            f"Policy(preload=({denier.denied[0]!r},))", e,
-                            module=denier.denied[0])
+                _send_import_fault(sock, denier, e)
             else:
                 _send_fault(sock, "call", f"cannot prepare the call: {e!r}", e)
             return
@@ -342,20 +356,13 @@ def _serve_one(sock: Any, denier: _DenyImports, limits: codec.Limits) -> None:
             return
         except BaseException as e:
             if denier.denied:
-                _send_fault(sock, "import", str(_ImportDenied(
-                    f"import of {denier.denied[0]!r} inside the sandbox is not allowed: "
-                    f"preload it with Policy(preload=({denier.denied[0]!r},))")), e,
-                    module=denier.denied[0])
+                _send_import_fault(sock, denier, e)
                 return
             send_frame(sock, FrameKind.ERROR, codec.encode({
-                "type": f"{type(e).__module__}.{type(e).__qualname__}"
-                        if type(e).__module__ != "builtins" else type(e).__qualname__,
-                "message": str(e), "traceback": _traceback_text(e)}))
+                "type": type_name(e), "message": str(e), "traceback": _traceback_text(e)}))
             return
-        if denier.denied:
-            _send_fault(sock, "import", f"import of {denier.denied[0]!r} inside the sandbox "
-                        f"is not allowed: preload it with Policy(preload=({denier.denied[0]!r},))",
-                        None, module=denier.denied[0])
+        if denier.denied:  # the target caught the ImportError: still a violation
+            _send_import_fault(sock, denier, None)
             return
         try:
             data = codec.encode(value, limits)
@@ -371,6 +378,11 @@ def _serve_one(sock: Any, denier: _DenyImports, limits: codec.Limits) -> None:
             os.close(fd)
         for m in mappings:
             m.close()
+
+
+def _send_import_fault(sock: Any, denier: _DenyImports, exc: BaseException | None) -> None:
+    module = denier.denied[0]
+    _send_fault(sock, "import", denied_import_message(module), exc, module=module)
 
 
 def _send_fault(sock: Any, kind: str, message: str, exc: BaseException | None,

@@ -101,6 +101,13 @@ class Outcome:
             self.status, self.reason, self.evidence = status, reason, dict(evidence)
             return True
 
+    def overrule(self, status: Status, reason: str, /, **evidence: Any) -> None:
+        """Replace an OK verdict the host itself then refused (``validate=``, unreadable
+        outputs). Never used to replace a verdict about what the sandbox did."""
+        with self.lock:
+            assert self.status is Status.OK, self.status
+            self.status, self.reason, self.evidence = status, reason, dict(evidence)
+
     def add(self, **evidence: Any) -> None:
         """Add evidence to the verdict already taken (e.g. the traceback that followed)."""
         for k, v in evidence.items():

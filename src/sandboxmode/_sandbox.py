@@ -265,13 +265,11 @@ class Sandbox:
                 try:
                     ok = validate(result)
                 except Exception as e:
-                    outcome.status = None
-                    outcome.decide(Status.PROTOCOL, f"result refused by validate: {e!r}",
-                                   validator=repr(e))
+                    outcome.overrule(Status.PROTOCOL, f"result refused by validate: {e!r}",
+                                     validator=repr(e))
                 else:
                     if ok is False:
-                        outcome.status = None
-                        outcome.decide(Status.PROTOCOL, "result refused by validate")
+                        outcome.overrule(Status.PROTOCOL, "result refused by validate")
             if outcome.status is Status.OK:
                 self._backend.commit()
                 return result

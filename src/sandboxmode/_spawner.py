@@ -510,8 +510,7 @@ class StrongBackend:
                 try:
                     self.pending = bufs.take_outputs()
                 except OSError as e:
-                    outcome.status = None
-                    outcome.decide(Status.PROTOCOL, f"output buffers unreadable: {e}")
+                    outcome.overrule(Status.PROTOCOL, f"output buffers unreadable: {e}")
             return result
         except BaseException:
             # Interrupted (KeyboardInterrupt, a host error): the process must not go on.

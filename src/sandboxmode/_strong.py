@@ -49,14 +49,14 @@ class Proc:
     """One sandbox process. See the module docstring for ownership."""
 
     def __init__(self, zh: ZygoteHandle, pid: int, sock: socket.socket, pidfd: int,
-                 oneshot: bool) -> None:
+                 oneshot: bool, generation: int) -> None:
         self.zh = zh
         self.pid = pid
         self.sock: socket.socket | None = sock
         self.pidfd: int | None = pidfd
         self.listener: int | None = None
         self.oneshot = oneshot
-        self.generation = zh.generation
+        self.generation = generation  # the zygote's, when it forked: which imports it holds
         self.calls = 0
         self.status: int | None = None
         self.lock = threading.Lock()
@@ -146,8 +146,7 @@ def spawn_proc(zh: ZygoteHandle, policy: Policy, oneshot: bool,
         host.close()
         zh.forget(pid)
         raise
-    proc = Proc(zh, pid, host, pidfd, oneshot)
-    proc.generation = generation
+    proc = Proc(zh, pid, host, pidfd, oneshot, generation)
     if timings:
         proc.timings["fork (the zygote's reply)"] = forked
     proc.cpu_limit = None if policy.unsafe_no_rlimits else policy.cpu_seconds

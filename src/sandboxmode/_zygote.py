@@ -38,6 +38,8 @@ import sys
 import time
 from typing import Any
 
+from sandboxmode._lockdown.rlimits import current_vm_size
+
 __all__ = ["BOOT", "pack", "unpack", "zygote_main"]
 
 MAX_MSG = 1 << 16
@@ -79,10 +81,13 @@ class _Zygote:
         self.filters: dict[tuple[tuple[str, ...], bool], bytes] = {}
         self.forget: set[int] = set()
         self.features: dict[str, Any] = {}
+        #: the zygote's address-space size, which a child starts with; the memory budget
+        #: goes on top. Read again only where the zygote grows (imports, filters), not
+        #: on every spawn.
+        self.vm_baseline = current_vm_size()
 
     def setup(self) -> None:
         from sandboxmode._lockdown import landlock, namespaces
-        from sandboxmode._lockdown import seccomp as seccomp_layer
 
         f = self.features
         f["uid"], f["gid"] = os.getuid(), os.getgid()
@@ -126,7 +131,6 @@ class _Zygote:
                 f["bounding_set_empty"] = True
             except OSError as e:
                 f["errors"]["bounding_set"] = str(e)
-        _ = seccomp_layer  # imported here so children inherit it loaded
 
     def filter(self, extra: tuple[str, ...], notify: bool) -> bytes:
         from sandboxmode._lockdown import seccomp as seccomp_layer
@@ -134,6 +138,7 @@ class _Zygote:
         key = (extra, notify)
         if key not in self.filters:
             self.filters[key] = seccomp_layer.build_filter(notify=notify, extra=extra)
+            self.vm_baseline = current_vm_size()
         return self.filters[key]
 
     def do_import(self, modules: list[str]) -> dict[str, Any]:
@@ -152,6 +157,7 @@ class _Zygote:
             file = getattr(sys.modules.get(name), "__file__", None)
             if isinstance(file, str) and file.endswith(".py"):
                 linecache.getlines(file)
+        self.vm_baseline = current_vm_size()
         if threading_started():
             return {"ok": False, "error": f"importing {modules} started a thread in the "
                     "zygote; a fork server must stay single-threaded"}
@@ -166,7 +172,7 @@ class _Zygote:
             return {"ok": False, "error": "spawn needs exactly one channel fd"}
         channel = fds[0]
         policy = req["policy"]
-        notify = bool(self.features.get("notify")) and not req.get("no_notify")
+        notify = bool(self.features.get("notify"))
         try:
             bpf = b"" if policy["unsafe_no_seccomp"] else self.filter(
                 tuple(policy["extra_syscalls"]), notify)
@@ -181,7 +187,7 @@ class _Zygote:
             "empty_root": self.features["empty_root"],
             "last_cap": self.features["last_cap"],
             "root": self.features["root"],
-            "vm_baseline": _vm_size(),
+            "vm_baseline": self.vm_baseline,
             "oneshot": bool(req.get("oneshot", True)),
             "inject_failure": req.get("inject_failure"),
             "timings": {} if req.get("timings") else None,
@@ -288,11 +294,6 @@ class _Zygote:
 def threading_started() -> bool:
     t = sys.modules.get("threading")
     return t is not None and len(t.enumerate()) > 1
-
-
-def _vm_size() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def zygote_main(fd: int, boot_json: str) -> None:

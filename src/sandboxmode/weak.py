@@ -20,6 +20,7 @@ import traceback
 from typing import Any
 
 from sandboxmode._buffers import IN, INOUT, OUT, SHARED_RO, SHARED_RW, BufferHandle, SharedBuffer
+from sandboxmode._child import type_name
 from sandboxmode._outcome import Outcome, Status, clip
 from sandboxmode._wire import codec
 from sandboxmode.policy import Policy
@@ -110,8 +111,7 @@ class _InProcess:
                            traceback=_tb(e))
             return None
         except Exception as e:
-            name = type(e).__qualname__ if type(e).__module__ == "builtins" else \
-                f"{type(e).__module__}.{type(e).__qualname__}"
+            name = type_name(e)
             outcome.decide(Status.TARGET_ERROR, f"{name}: {clip(str(e), 2000)}", type=name,
                            message=clip(str(e)), traceback=_tb(e))
             return None

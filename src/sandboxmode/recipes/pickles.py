@@ -79,6 +79,8 @@ def unpickle_direct(data: bytes | memoryview, max_depth: int = DEFAULT_MAX_DEPTH
         CorruptInput: not a valid pickle.
     """
     try:
+        # Untrusted bytes only ever reach this inside a sandbox (`unpickle`); the host
+        # side of that call receives plain data through the codec, never a pickle.
         value = pickle.loads(data)
     except (pickle.UnpicklingError, EOFError, ValueError, IndexError, KeyError,
             TypeError, AttributeError, UnicodeError, OverflowError) as e:
