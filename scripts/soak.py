@@ -137,16 +137,6 @@ def judge(name: str, result: Any, exc: BaseException | None) -> str | None:
 # -- what the process holds -----------------------------------------------------------------
 
 
-def _fds() -> dict[int, str]:
-    out = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue  # the descriptor of the listing itself
-    return out
-
-
 def _children(pid: int | str) -> list[int]:
     out: list[int] = []
     try:
@@ -213,7 +203,7 @@ def snapshot() -> Snapshot:
     try:
         census = _spawner.census()  # reaps every child the host let go of first
         spare_pids, _ = _spawner.spares.owned()
-        fds = _fds()
+        fds = _spawner.open_fds()
         zygotes = [z for z in census["zygotes"] if z is not None]
         zygote_children = sum(len(_children(z)) for z in zygotes)
     finally:

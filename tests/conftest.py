@@ -4,7 +4,6 @@ sandbox process, no thread of ours, and that the zygote it used is still the sam
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,23 +17,13 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CORPORA = SHARED / "corpora"
 
 
-def _fds() -> dict[int, str]:
-    out = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue  # the fd of the listdir itself
-    return out
-
-
 def _threads() -> set[str]:
     return {t.name for t in threading.enumerate()}
 
 
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
-    before_fds = _fds()
+    before_fds = _spawner.open_fds()
     before_threads = _threads()
     census = _spawner.census()
     yield
@@ -43,7 +32,7 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     _spawner.spares.pause()
     try:
         after = _spawner.census()
-        current = _fds()
+        current = _spawner.open_fds()
     finally:
         _spawner.spares.resume()
     zygote_fds = set(after["fds"]) | set(census["fds"])

@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sandboxmode import _spawner
 from sandboxmode._errors import ProtocolError
 from sandboxmode._wire import codec
 from sandboxmode._wire.codec import DEFAULT, EXT_BIGINT, EXT_TUPLE, Limits, decode, encode
@@ -49,15 +50,7 @@ FAST = settings(
 
 
 def _open_fds() -> set[int]:
-    """The open descriptors (without the one listdir used meanwhile)."""
-    fds = set()
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue  # listdir's own descriptor, closed by now
-        fds.add(int(name))
-    return fds
+    return set(_spawner.open_fds())
 
 
 @pytest.fixture(autouse=True)

@@ -392,6 +392,18 @@ class Spares:
 spares = Spares()
 
 
+def open_fds() -> dict[int, str]:
+    """This process's open descriptors and what each points at (for leak checks: the
+    test suite's, the soak's). The descriptor the listing itself used is left out."""
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # listdir's own descriptor, closed by now
+    return out
+
+
 def census() -> dict[str, Any]:
     """For leak checks: this process's zygotes, their fds here, and their live children
     (after every child the host let go of has been reaped), spares excluded."""
