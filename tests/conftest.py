@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from sandboxmode import _spawner
 
@@ -60,3 +61,14 @@ def assert_plain(value: Any) -> None:
             stack.extend(item)
         else:
             assert item is None or type(item) in (bool, int, float, str, bytes), type(item)
+
+
+#: The parsers' mutation fuzzing: deterministic (the same inputs every run, no database),
+#: 400 mutated corpus files per parser, big inputs allowed.
+MUTATION_SETTINGS = settings(
+    max_examples=400,
+    deadline=1000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)

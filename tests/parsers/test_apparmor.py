@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import assert_plain
+from conftest import MUTATION_SETTINGS, assert_plain
 from sandboxmode.parsers import apparmor
 from sandboxmode.parsers.apparmor import (
     AppArmorError,
@@ -854,13 +854,7 @@ def mutated_blobs(draw: st.DrawFn) -> bytes:
 
 
 @pytest.mark.skipif(not HAVE_CORPUS, reason=NO_CORPUS)
-@settings(
-    max_examples=400,
-    deadline=1000,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@MUTATION_SETTINGS
 @given(mutated_blobs())
 def test_mutated_blobs_unpack_or_raise(data: bytes) -> None:
     try:

@@ -38,10 +38,10 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_plain
+from conftest import MUTATION_SETTINGS, assert_plain
 from sandboxmode.parsers import openpgp
 from sandboxmode.parsers.openpgp import (
     ArmorError,
@@ -1016,13 +1016,7 @@ def mutated_inputs(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(
-    max_examples=400,
-    deadline=1000,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@MUTATION_SETTINGS
 @given(mutated_inputs())
 def test_mutated_inputs_parse_or_raise(data: bytes) -> None:
     try:
