@@ -470,6 +470,7 @@ class StrongBackend:
         self.inject_failure: str | None = None  # tests: fail this lockdown step
         self.cancel_requested = False
         self.outcome: Outcome | None = None  # of the call in progress, for cancel()
+        self.took_spare = False  # this call asked the spares: refill them afterwards
 
     def _proc(self, zh: ZygoteHandle) -> Any:
         from sandboxmode._strong import spawn_proc
@@ -481,6 +482,7 @@ class StrongBackend:
             self.proc = p = None
         if p is None and self.inject_failure is None:
             p = self.proc = spares.take(zh, self.policy, self.oneshot)
+            self.took_spare = True
         if p is None:
             p = self.proc = spawn_proc(zh, self.policy, self.oneshot, self.inject_failure)
         return p
@@ -502,6 +504,7 @@ class StrongBackend:
             raise host_error(e, "prepare the call's buffers or zygote") from e
         proc = None
         self.outcome = outcome
+        self.took_spare = False
         try:
             try:
                 proc = self._proc(zh)
@@ -541,7 +544,8 @@ class StrongBackend:
                                   or (self.max_calls is not None and p.calls >= self.max_calls)):
                 p.close()
                 self.proc = None
-            spares.kick()
+            if self.took_spare:  # a persistent call that reused its process needs none
+                spares.kick()
 
     def commit(self) -> None:
         pending, self.pending = self.pending, None
